@@ -1,0 +1,1 @@
+"""The five example agents: deterministic, no API keys, fast."""

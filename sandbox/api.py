@@ -1,0 +1,176 @@
+"""The stack's HTTP API (FastAPI): the migration guide's `POST /api/v1/run` and friends.
+
+`python -m sandbox.api` serves it with uvicorn on API_HOST:API_PORT
+(127.0.0.1:8000 unless told otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox import __version__
+from sandbox.bus import Bus, BusError, BusUnavailable, MessageTooLarge, RequestTimeout, make_bus
+from sandbox.config import ConfigError, Settings, load_settings
+from sandbox.protocol import AGENTS, AGENT_NAME_RE, Response
+from sandbox.worker import connect_with_retry
+
+log = logging.getLogger("sandbox.api")
+
+
+class InitialTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=100, pattern=AGENT_NAME_RE.pattern, examples=["researcher"])
+    inputs: dict[str, Any] = Field(default_factory=dict, examples=[{"query": "test"}])
+
+
+class RunRequest(BaseModel):
+    workflow_name: str = Field(min_length=1, max_length=200, examples=["test_workflow"])
+    initial_task: InitialTask
+    timeout: float = Field(default=30.0, gt=0, le=600, description="seconds to wait for the response")
+
+
+class SubmitRequest(BaseModel):
+    agent: str = Field(min_length=1, max_length=100, pattern=AGENT_NAME_RE.pattern)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+def response_body(response: Response, **extra: Any) -> dict[str, Any]:
+    return {**response.to_dict(), **extra}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        bus = make_bus(settings)
+        await connect_with_retry(bus)
+        # The api is the one service every stack starts: it lays out the topics.
+        await bus.ensure_topology(AGENTS, settings.kafka_partitions)
+        app.state.bus = bus
+        log.info("api serving on %s (%s)", settings.queue_backend, settings.broker_address)
+        try:
+            yield
+        finally:
+            await bus.close()
+
+    app = FastAPI(title="laddr-sandbox API", version=__version__, lifespan=lifespan)
+
+    def bus_of(request: Request) -> Bus:
+        return request.app.state.bus
+
+    async def require_key(x_api_key: str | None = Header(default=None)) -> None:
+        if settings.api_key and x_api_key != settings.api_key:
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+
+    guarded = [Depends(require_key)]
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}" for e in exc.errors()
+        )
+        return JSONResponse(status_code=422, content={"detail": f"invalid request: {problems}"})
+
+    @app.exception_handler(BusError)
+    async def bus_failed(_: Request, exc: BusError) -> JSONResponse:
+        status = 413 if isinstance(exc, MessageTooLarge) else 504 if isinstance(exc, RequestTimeout) else 503
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    async def known_agent(bus: Bus, agent: str) -> None:
+        registered = await bus.agents()
+        if agent not in registered:
+            known = ", ".join(registered) or "none registered yet"
+            raise HTTPException(status_code=404, detail=f"unknown agent {agent!r}; registered: {known}")
+
+    @app.post("/api/v1/run", dependencies=guarded)
+    async def run(body: RunRequest, request: Request) -> dict[str, Any]:
+        """Send the initial task to its agent and answer with that agent's response."""
+        bus = bus_of(request)
+        await known_agent(bus, body.initial_task.agent)
+        started = time.perf_counter()
+        payload = {**body.initial_task.inputs, "workflow_name": body.workflow_name}
+        response = await bus.request(body.initial_task.agent, payload, timeout=body.timeout)
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        return response_body(response, workflow_name=body.workflow_name, latency_ms=latency_ms)
+
+    @app.post("/api/v1/tasks", status_code=202, dependencies=guarded)
+    async def submit(body: SubmitRequest, request: Request) -> dict[str, Any]:
+        """Queue a task without waiting; fetch its response later by id."""
+        bus = bus_of(request)
+        await known_agent(bus, body.agent)
+        task = await bus.publish_task(body.agent, body.inputs)
+        return {"task_id": task.task_id, "agent": body.agent, "status": "queued"}
+
+    @app.get("/api/v1/responses/{task_id}", dependencies=guarded)
+    async def get_response(task_id: str, request: Request) -> dict[str, Any]:
+        response = await bus_of(request).get_response(task_id)
+        if response is None:
+            raise HTTPException(status_code=404, detail=f"no response for task {task_id!r} (yet)")
+        return response_body(response)
+
+    @app.get("/api/v1/agents", dependencies=guarded)
+    async def agents(request: Request) -> dict[str, Any]:
+        registered = await bus_of(request).agents()
+        now = time.time()
+        return {
+            "agents": [
+                {
+                    "name": info.name,
+                    "role": info.role,
+                    "goal": info.goal,
+                    "tools": info.tools,
+                    "status": info.status,
+                    "last_heartbeat": info.last_heartbeat,
+                    "seconds_since_heartbeat": round(now - info.last_heartbeat, 1),
+                }
+                for info in registered.values()
+            ]
+        }
+
+    @app.get("/api/v1/health")
+    async def health(request: Request) -> JSONResponse:
+        ok = await bus_of(request).ping()
+        return JSONResponse(
+            status_code=200 if ok else 503,
+            content={
+                "status": "ok" if ok else "broker unreachable",
+                "backend": settings.queue_backend,
+                "broker": settings.broker_address,
+                "version": __version__,
+            },
+        )
+
+    return app
+
+
+def main() -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        app = create_app(settings)
+        uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=os.environ.get("LOG_LEVEL", "info").lower())
+    except BusUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Settings from `.env` and the environment, with the migration guide's names.
+
+`.env` is read and written with python-dotenv only. The process environment
+wins over `.env`, so `QUEUE_BACKEND=redis python -m sandbox.worker researcher`
+works without touching the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values, set_key, unset_key
+from dotenv.parser import parse_stream
+
+from sandbox.protocol import AGENTS, BACKENDS
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message says which setting and what to do."""
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """The usual client security settings, for brokers someone else runs."""
+
+    protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    queue_backend: str = "redis"
+    redis_url: str = DEFAULT_REDIS_URL
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    kafka_partitions: int = 6
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    agents_dir: Path | None = None  # None: the bundled agents_examples
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_key: str | None = None
+    worker_concurrency: int = 16
+    # Redis: pending entries idle this long belong to a dead consumer and are
+    # reclaimed; live workers refresh theirs, so long tasks are not stolen.
+    claim_idle_ms: int = 15_000
+    max_deliveries: int = 5
+    heartbeat_s: float = 5.0
+    env_file: Path | None = None
+
+    def with_backend(self, backend: str) -> Settings:
+        return replace(self, queue_backend=check_backend(backend))
+
+    @property
+    def broker_address(self) -> str:
+        return self.kafka_bootstrap if self.queue_backend == "kafka" else self.redis_url
+
+
+def check_backend(value: str) -> str:
+    value = (value or "").strip().lower()
+    if value not in BACKENDS:
+        raise ConfigError(f"QUEUE_BACKEND must be one of {', '.join(BACKENDS)}, not {value!r}")
+    return value
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Values of a `.env` file; a line python-dotenv cannot parse is an error, not a warning."""
+    if not path.exists():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.line
+            raise ConfigError(f"{path}:{line}: malformed line {binding.original.string.strip()[:60]!r} (expected KEY=value)")
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def _int(values: Mapping[str, str], name: str, default: int, low: int = 0, high: int = 1 << 31) -> int:
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `.env` (LADDR_ENV_FILE or ./.env) overlaid by the environment."""
+    environ = os.environ if environ is None else environ
+    path = Path(env_file or environ.get("LADDR_ENV_FILE") or ".env")
+    values: dict[str, str] = {**read_env_file(path), **{k: v for k, v in environ.items()}}
+    redis_url = values.get("REDIS_URL") or DEFAULT_REDIS_URL
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {redis_url!r}")
+    bootstrap = values.get("KAFKA_BOOTSTRAP") or DEFAULT_KAFKA_BOOTSTRAP
+    if any(":" not in part for part in bootstrap.split(",")):
+        raise ConfigError(f"KAFKA_BOOTSTRAP must be host:port[,host:port], not {bootstrap!r}")
+    agents_dir = values.get("LADDR_AGENTS_DIR")
+    return Settings(
+        queue_backend=check_backend(values.get("QUEUE_BACKEND") or "redis"),
+        redis_url=redis_url,
+        kafka_bootstrap=bootstrap,
+        kafka_partitions=_int(values, "KAFKA_PARTITIONS", 6, 1, 1000),
+        kafka_security=KafkaSecurity(
+            protocol=(values.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
+            sasl_mechanism=values.get("KAFKA_SASL_MECHANISM") or None,
+            sasl_username=values.get("KAFKA_SASL_USERNAME") or None,
+            sasl_password=values.get("KAFKA_SASL_PASSWORD") or None,
+            ssl_cafile=values.get("KAFKA_SSL_CAFILE") or None,
+            ssl_certfile=values.get("KAFKA_SSL_CERTFILE") or None,
+            ssl_keyfile=values.get("KAFKA_SSL_KEYFILE") or None,
+        ),
+        agents_dir=Path(agents_dir) if agents_dir else None,
+        api_host=values.get("API_HOST") or "127.0.0.1",
+        api_port=_int(values, "API_PORT", 8000, 1, 65535),
+        api_key=values.get("LADDR_API_KEY") or None,
+        worker_concurrency=_int(values, "WORKER_CONCURRENCY", 16, 1, 10_000),
+        claim_idle_ms=_int(values, "LADDR_CLAIM_IDLE_MS", 15_000, 100),
+        max_deliveries=_int(values, "LADDR_MAX_DELIVERIES", 5, 1, 1000),
+        heartbeat_s=float(_int(values, "LADDR_HEARTBEAT_MS", 5000, 100)) / 1000.0,
+        env_file=path,
+    )
+
+
+def scale_from_env(values: Mapping[str, str]) -> dict[str, int]:
+    """Per-service replica counts: `SCALE_RESEARCHER_WORKER=3`."""
+    scale = {}
+    for agent in AGENTS:
+        scale[f"{agent}_worker"] = _int(values, f"SCALE_{agent.upper()}_WORKER", 1, 0, 64)
+    return scale
+
+
+def write_env(path: Path, updates: Mapping[str, str | None]) -> None:
+    """Set (or with None, remove) keys in `.env`, keeping the rest of the file."""
+    read_env_file(path)  # refuse to rewrite a file we cannot parse
+    path.touch(exist_ok=True)
+    for key, value in updates.items():
+        if value is None:
+            unset_key(str(path), key, quote_mode="never")
+        else:
+            set_key(str(path), key, value, quote_mode="never")
+
+
+def mask(key: str, value: str) -> str:
+    """Hide secrets wherever configuration is shown."""
+    if any(word in key.upper() for word in SECRET_WORDS) and value:
+        return "****"
+    if "://" in value and "@" in value:  # credentials inside a URL
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://****@{rest.split('@', 1)[1]}"
+    return value

@@ -1,0 +1,157 @@
+"""The worker process for one agent: `python -m sandbox.worker <agent>`.
+
+It registers the agent, consumes its queue with bounded concurrency, answers
+every task (errors become "error" responses), heartbeats, and on SIGTERM
+finishes what it holds before it exits 0. One log line per task received and
+per task done, so a person tailing the log can follow a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from sandbox.agents import Agent, AgentContext, AgentFailed, AgentNotFound, agents_dir, inputs_of, load_agent
+from sandbox.bus import Bus, BusError, make_bus
+from sandbox.config import ConfigError, Settings, load_settings
+from sandbox.protocol import AgentInfo, Response, Task
+
+log = logging.getLogger("sandbox.worker")
+
+
+def default_worker_id(agent: str) -> str:
+    return os.environ.get("LADDR_WORKER_ID") or f"{agent}_worker@{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, agent: Agent, bus: Bus, settings: Settings, worker_id: str):
+        self.agent = agent
+        self.bus = bus
+        self.settings = settings
+        self.worker_id = worker_id
+        self.stop = asyncio.Event()
+
+    def info(self, status: str = "active") -> AgentInfo:
+        return AgentInfo(
+            name=self.agent.name,
+            role=self.agent.role,
+            goal=self.agent.goal,
+            tools=self.agent.tools,
+            status=status,
+            last_heartbeat=time.time(),
+            worker_id=self.worker_id,
+        )
+
+    async def handle(self, task: Task, delivery_count: int) -> Response:
+        again = f" (delivery {delivery_count})" if delivery_count > 1 else ""
+        log.info("task %s received%s", task.task_id, again)
+        started = time.perf_counter()
+        ctx = AgentContext(task=task, delivery_count=delivery_count, worker_id=self.worker_id, bus=self.bus, log=log)
+        try:
+            result = await self.agent.handler(inputs_of(task.payload), ctx)
+            status, error = "success", None
+        except AgentFailed as exc:
+            result, status, error = None, "error", str(exc)
+        except BusError as exc:
+            result, status, error = None, "error", f"delegation failed: {exc}"
+        except Exception as exc:  # a bug in the agent: answer with it rather than hang the caller
+            log.exception("agent %s raised on task %s", self.agent.name, task.task_id)
+            result, status, error = None, "error", f"{type(exc).__name__}: {exc}"
+        duration_ms = (time.perf_counter() - started) * 1000
+        log.info("task %s done %s in %.1f ms", task.task_id, status, duration_ms)
+        return Response(
+            task_id=task.task_id,
+            status=status,
+            result=result,
+            error=error,
+            agent=self.agent.name,
+            worker_id=self.worker_id,
+            duration_ms=round(duration_ms, 3),
+            delivery_count=delivery_count,
+        )
+
+    async def heartbeat(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await self.bus.register_agent(self.info())
+            except Exception as exc:  # the broker may be restarting; the next beat retries
+                log.warning("heartbeat failed: %s", exc)
+            try:
+                await asyncio.wait_for(self.stop.wait(), self.settings.heartbeat_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def run(self) -> None:
+        await self.bus.register_agent(self.info())
+        log.info("worker %s serving agent '%s' on %s (%s)", self.worker_id, self.agent.name,
+                 self.bus.backend, self.settings.broker_address)
+        beats = asyncio.create_task(self.heartbeat())
+        try:
+            await self.bus.serve(
+                self.agent.name, self.worker_id, self.handle,
+                concurrency=self.settings.worker_concurrency, stop=self.stop,
+            )
+        finally:
+            self.stop.set()
+            await beats
+        log.info("worker %s stopped cleanly", self.worker_id)
+
+
+async def run_worker(agent_name: str, settings: Settings, worker_id: str | None = None) -> None:
+    agent = load_agent(agent_name, agents_dir(settings.agents_dir))
+    bus = make_bus(settings)
+    worker_id = worker_id or default_worker_id(agent.name)
+    bus.worker_id = worker_id
+    await connect_with_retry(bus)
+    worker = Worker(agent, bus, settings, worker_id)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop.set)
+    try:
+        await worker.run()
+    finally:
+        await bus.close()
+
+
+async def connect_with_retry(bus: Bus, attempts: int = 30) -> None:
+    """Workers may start before the broker answers: wait for it, saying so."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await bus.connect()
+            return
+        except BusError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("waiting for the broker (%s); attempt %d/%d", exc, attempt, attempts)
+            await asyncio.sleep(min(2.0, 0.2 * attempt))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: python -m sandbox.worker <agent>", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    try:
+        settings = load_settings()
+        asyncio.run(run_worker(argv[0], settings))
+    except (ConfigError, AgentNotFound, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
