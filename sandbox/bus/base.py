@@ -133,6 +133,10 @@ class Bus(abc.ABC):
     async def ensure_topology(self, agents: Iterable[str], partitions: int | None = None) -> None:
         """Create the streams/groups or topics the stack expects."""
 
+    async def add_partitions(self, agent: str, total: int) -> int:
+        """Grow an agent's topic to `total` partitions; returns how many it has after."""
+        raise BusError(f"partitions exist on Kafka only, not on {self.backend}")
+
     @abc.abstractmethod
     async def channels(self) -> list[str]:
         """The task streams / topics that exist on the broker (for `verify`)."""
@@ -176,6 +180,13 @@ class Bus(abc.ABC):
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
             raise RequestTimeout(task_id, agent, timeout) from None
+
+    async def follow_responses(self) -> None:
+        """Start the response listener now, so get_response() sees every later response."""
+        await self._ensure_listener()
+
+    @abc.abstractmethod
+    async def _ensure_listener(self) -> None: ...
 
     @abc.abstractmethod
     async def get_response(self, task_id: str) -> Response | None:

@@ -184,10 +184,13 @@ class KafkaBus(Bus):
                 pass
         for topic in wanted[: len(wanted) - 3]:
             if topic.name in existing:
-                await self.add_partitions(topic.name, partitions)
+                await self._grow(topic.name, partitions)
 
-    async def add_partitions(self, topic: str, total: int) -> int:
-        """Grow a topic to `total` partitions (never shrinks); returns the count after."""
+    async def add_partitions(self, agent: str, total: int) -> int:
+        return await self._grow(kafka_topic(agent), total)
+
+    async def _grow(self, topic: str, total: int) -> int:
+        """Grow a topic to `total` partitions (Kafka never shrinks one); returns the count after."""
         current = await self._partition_count(topic)
         if current and current < total:
             await (await self.admin()).create_partitions({topic: NewPartitions(total_count=total)})

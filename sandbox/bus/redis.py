@@ -157,7 +157,7 @@ class RedisBus(Bus):
         raw = response.encode()
         key = redis_response_key(response.task_id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.setex(key, REDIS_RESPONSE_TTL_S, raw)
+        pipe.set(key, raw, ex=REDIS_RESPONSE_TTL_S)  # SETEX on the wire
         pipe.publish(key, raw)
         pipe.xadd(REDIS_RESPONSES_STREAM, {DATA: raw}, maxlen=RESPONSES_KEPT, approximate=True)
         await pipe.execute()
@@ -421,6 +421,8 @@ class _StreamConsumer:
         while not stop.is_set():
             try:
                 await self.bus._ensure_group(self.agent)
+                # Show up in XINFO CONSUMERS (and `status`) before the first task arrives.
+                await self.client.xgroup_createconsumer(self.stream, self.group, self.consumer)
                 await self._loop(stop)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("lost Redis (%s); reconnecting in %.1fs", exc, backoff.delay)

@@ -1,0 +1,59 @@
+"""`laddr-sandbox`: run the stack, switch Redis <-> Kafka, send tasks, watch the broker.
+
+Exit codes: 0 ok, 1 the thing failed, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import click
+
+from sandbox import __version__
+from sandbox.cli import stack, tasks
+from sandbox.cli.common import Context, async_command, expected_failures
+from sandbox.protocol import BACKENDS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--runtime", "runtime_kind", type=click.Choice(stack.RUNTIMES), envvar="LADDR_RUNTIME",
+              help="Who runs the stack (default: the one running here, else auto).")
+@click.option("--env-file", type=click.Path(dir_okay=False), envvar="LADDR_ENV_FILE", help="Settings file (default: ./.env).")
+@click.version_option(__version__, prog_name="laddr-sandbox")
+@click.pass_context
+def cli(ctx: click.Context, runtime_kind: str | None, env_file: str | None) -> None:
+    """A local sandbox for Laddr multi-agent systems on Redis or Kafka.
+
+    \b
+    Start here:
+      laddr-sandbox launch            the terminal UI (runs the stack)
+      laddr-sandbox up --backend kafka
+      laddr-sandbox verify            the migration guide's checks
+    """
+    ctx.obj = Context(runtime_kind=runtime_kind, env_file=env_file)
+
+
+@cli.command()
+@click.option("--backend", type=click.Choice(BACKENDS), help="Broker to start on (default: from .env, else redis).")
+@click.option("--runtime", "runtime_kind", type=click.Choice(stack.RUNTIMES), help="Who runs the stack.")
+@click.pass_obj
+def launch(ctx: Context, backend: str | None, runtime_kind: str | None) -> None:
+    """Open the terminal UI: it runs the stack, switches brokers, sends tasks, shows logs and messages.
+
+    \b
+    Example:
+      laddr-sandbox launch --backend kafka
+    """
+    from sandbox.tui.app import run_tui
+
+    settings = ctx.settings()
+    expected_failures(lambda: run_tui(runtime_kind or ctx.runtime_kind, backend, settings))
+
+
+for command in [*stack.COMMANDS, *tasks.COMMANDS]:
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="laddr-sandbox")
+
+
+__all__ = ["cli", "main", "async_command"]

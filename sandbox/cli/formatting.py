@@ -1,0 +1,102 @@
+"""Plain-text renderings of services, queues and broker messages for the terminal."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import orjson
+
+from sandbox.bus import QueueStats, TapMessage
+from sandbox.runtime.base import ServiceStatus
+
+STATE_COLOURS = {"running": "green", "partial": "yellow", "starting": "yellow", "stopped": "red"}
+HEALTH_COLOURS = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
+KIND_COLOURS = {"task": "cyan", "response": "green", "dlq": "red"}
+REPLICA_COLOURS = ["cyan", "magenta", "yellow", "green", "blue", "bright_cyan", "bright_magenta", "bright_yellow"]
+
+
+def table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(click.unstyle(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c + " " * (w - len(click.unstyle(c))) for c, w in zip(cells, widths)).rstrip()
+
+    return [click.style(line(header), bold=True), *(line(r) for r in rows)]
+
+
+def services_table(services: list[ServiceStatus]) -> list[str]:
+    rows = []
+    for s in services:
+        rows.append([
+            s.name,
+            s.replicas_label,
+            click.style(s.state, fg=STATE_COLOURS.get(s.state)),
+            click.style(s.health, fg=HEALTH_COLOURS.get(s.health)),
+            ",".join(str(p) for p in s.ports),
+        ])
+    return table(rows, ["SERVICE", "REPLICAS", "STATE", "HEALTH", "PORTS"])
+
+
+def queue_lines(stats: QueueStats, replicas: int | None = None) -> list[str]:
+    if not stats.exists:
+        return [f"{stats.channel}: " + click.style("missing", fg="red")]
+    if stats.partitions is not None:
+        head = f"{stats.channel}  partitions {stats.partitions}  lag {stats.lag}  retained {stats.length}"
+    else:
+        head = f"{stats.channel}  length {stats.length}  waiting {stats.lag}  pending {stats.pending}"
+    lines = [click.style(head, bold=True)]
+    for c in stats.consumers:
+        if stats.partitions is not None:
+            owned = ",".join(str(p) for p in c.partitions) or click.style("none (idle)", fg="yellow")
+            lines.append(f"  {c.name}  partitions {owned}")
+        else:
+            idle = f"  idle {c.idle_ms / 1000:.1f}s" if c.idle_ms is not None else ""
+            lines.append(f"  {c.name}  pending {c.pending}{idle}")
+    if not stats.consumers:
+        lines.append("  " + click.style("no consumer", fg="yellow"))
+    idle = stats.idle_consumers
+    too_many = replicas is not None and stats.partitions is not None and replicas > stats.partitions
+    if idle or too_many:
+        lines.append(click.style(
+            f"  ! {len(idle) or replicas - stats.partitions} replica(s) idle: more replicas than partitions; "
+            f"add partitions: laddr-sandbox partitions {stats.agent} {max(replicas or 0, len(stats.consumers))}",
+            fg="yellow",
+        ))
+    return lines
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def message_line(m: TapMessage) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(m.timestamp)) + f".{int(m.timestamp * 1000) % 1000:03d}"
+    doc = m.doc or {}
+    body = doc.get("payload") if m.kind == "task" else doc.get("result") if doc.get("status") == "success" else doc.get("error")
+    if m.doc is None:
+        body = m.raw.decode(errors="replace")
+    return "  ".join([
+        click.style(when, dim=True),
+        click.style(f"{m.kind:<8}", fg=KIND_COLOURS.get(m.kind)),
+        f"{m.channel:<26}",
+        (m.task_id or "-")[:36].ljust(36),
+        (m.agent or "-")[:14].ljust(14),
+        (m.status or "-")[:24].ljust(10),
+        short(body),
+    ])
+
+
+def message_json(m: TapMessage) -> str:
+    return orjson.dumps({
+        "timestamp": m.timestamp, "channel": m.channel, "kind": m.kind, "position": m.position,
+        "task_id": m.task_id, "agent": m.agent, "status": m.status,
+        "message": m.doc if m.doc is not None else m.raw.decode(errors="replace"),
+    }).decode()
+
+
+def replica_colour(replica: str) -> str:
+    index = replica.rpartition("-")[2]
+    return REPLICA_COLOURS[(int(index) - 1) % len(REPLICA_COLOURS)] if index.isdigit() else "white"

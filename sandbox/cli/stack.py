@@ -1,0 +1,267 @@
+"""Commands that run the stack: up, down, status, scale, restart, kill, logs, switch, partitions."""
+
+from __future__ import annotations
+
+import re
+
+import click
+import orjson
+
+from sandbox.bus import make_bus
+from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
+from sandbox.cli.formatting import queue_lines, replica_colour, services_table
+from sandbox.protocol import AGENTS, BACKENDS
+from sandbox.runtime.base import StackNotRunning, agent_of_service
+from sandbox.switch import PendingTasks, count_pending, switch_backend
+
+RUNTIMES = ["auto", "local", "compose", "external"]
+SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d{1,3})$")
+
+
+@click.command()
+@click.option("--backend", type=click.Choice(BACKENDS), help="Broker to run (default: QUEUE_BACKEND from .env, else redis).")
+@click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), help="Who runs the stack (default: auto).")
+@click.pass_obj
+@async_command
+async def up(ctx: Context, backend: str | None, runtime_kind: str | None) -> None:
+    """Start the stack (broker, api, five workers) and wait until every worker is registered.
+
+    \b
+    Example:
+      laddr-sandbox up --backend kafka --runtime local
+    """
+    runtime = await ctx.runtime(runtime_kind or ctx.runtime_kind or "auto")
+    backend = backend or runtime.settings.queue_backend
+    click.echo(f"starting the stack on {backend} ({runtime.name} runtime)…", err=True)
+    await runtime.up(backend, progress_line)
+    settings = runtime.bus_settings(backend)
+    click.echo(f"up: {backend} at {settings.broker_address}; api http://{settings.api_host}:{settings.api_port}")
+
+
+@click.command()
+@click.pass_obj
+@async_command
+async def down(ctx: Context) -> None:
+    """Stop everything the sandbox started; nothing is left running.
+
+    \b
+    Example:
+      laddr-sandbox down
+    """
+    runtime = await ctx.runtime()
+    await runtime.down(progress_line)
+    click.echo("down")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@click.pass_obj
+@async_command
+async def status(ctx: Context, as_json: bool) -> None:
+    """Services, replicas, health and ports; partitions per worker (Kafka) or pending per consumer (Redis).
+
+    \b
+    Example:
+      laddr-sandbox status
+    """
+    runtime = await ctx.runtime()
+    backend = await runtime.current_backend()
+    if backend is None:
+        raise Failed(str(StackNotRunning(runtime.name)))
+    services = await runtime.services()
+    async with make_bus(runtime.bus_settings(backend)) as bus:
+        stats = await bus.queue_stats(AGENTS)
+        dead = await bus.dead_letters(1000)
+    replicas = {agent_of_service(s.name): s.desired for s in services if agent_of_service(s.name)}
+    if as_json:
+        click.echo(orjson.dumps({
+            "runtime": runtime.name,
+            "backend": backend,
+            "broker": runtime.bus_settings(backend).broker_address,
+            "services": [
+                {"name": s.name, "kind": s.kind, "replicas": s.replicas_label, "state": s.state, "health": s.health,
+                 "ports": s.ports, "processes": [{"name": r.name, "state": r.state, "pid": r.pid} for r in s.replicas]}
+                for s in services
+            ],
+            "queues": [
+                {"agent": q.agent, "channel": q.channel, "partitions": q.partitions, "lag": q.lag, "pending": q.pending,
+                 "length": q.length, "idle_consumers": q.idle_consumers,
+                 "consumers": [{"name": c.name, "pending": c.pending, "partitions": c.partitions} for c in q.consumers]}
+                for q in stats
+            ],
+            "dead_letters": len(dead),
+        }, option=orjson.OPT_INDENT_2).decode())
+        return
+    settings = runtime.bus_settings(backend)
+    click.echo(f"{runtime.name} runtime · backend {click.style(backend.upper(), bold=True)} · broker "
+               f"{settings.broker_address} · api http://{settings.api_host}:{settings.api_port}\n")
+    for line in services_table(services):
+        click.echo(line)
+    click.echo()
+    for q in stats:
+        for line in queue_lines(q, replicas.get(q.agent)):
+            click.echo(line)
+    if dead:
+        click.echo(click.style(f"\ndead-letter queue: {len(dead)} message(s) — see: laddr-sandbox dlq", fg="red"))
+
+
+def parse_scale(specs: tuple[str, ...]) -> dict[str, int]:
+    wanted = {}
+    for spec in specs:
+        match = SCALE_RE.match(spec)
+        if not match:
+            raise BadInput(f"expected SERVICE=N (e.g. researcher_worker=3), got {spec!r}")
+        wanted[match.group(1)] = int(match.group(2))
+    return wanted
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SERVICE=N...")
+@click.pass_obj
+@async_command
+async def scale(ctx: Context, specs: tuple[str, ...]) -> None:
+    """Run N replicas of worker services (the guide's --scale).
+
+    \b
+    Example:
+      laddr-sandbox scale coordinator_worker=3 researcher_worker=3 analyzer_worker=2
+    """
+    wanted = parse_scale(specs)
+    runtime = await ctx.runtime()
+    for service, replicas in wanted.items():
+        await runtime.scale(service, replicas)
+        click.echo(f"{service}: {replicas} replica(s)")
+    backend = await runtime.current_backend()
+    if backend == "kafka":
+        async with make_bus(runtime.bus_settings(backend)) as bus:
+            for q in await bus.queue_stats([agent_of_service(s) for s in wanted if agent_of_service(s)]):
+                if q.partitions is not None and wanted[f"{q.agent}_worker"] > q.partitions:
+                    click.echo(click.style(
+                        f"! {q.agent}: {wanted[q.agent + '_worker']} replicas but {q.partitions} partitions — "
+                        f"extra replicas stay idle; fix: laddr-sandbox partitions {q.agent} {wanted[q.agent + '_worker']}",
+                        fg="yellow"), err=True)
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("count", type=click.IntRange(1, 1000))
+@click.pass_obj
+@async_command
+async def partitions(ctx: Context, agent: str, count: int) -> None:
+    """Grow an agent's Kafka topic to COUNT partitions (so more replicas share the work).
+
+    \b
+    Example:
+      laddr-sandbox partitions researcher 12
+    """
+    runtime = await ctx.runtime()
+    backend = await runtime.current_backend()
+    if backend is None:
+        raise Failed(str(StackNotRunning(runtime.name)))
+    async with make_bus(runtime.bus_settings(backend)) as bus:
+        now = await bus.add_partitions(agent, count)
+    if now < count:
+        raise Failed(f"laddr.tasks.{agent} has {now} partitions; Kafka cannot shrink a topic")
+    click.echo(f"laddr.tasks.{agent}: {now} partitions")
+
+
+@click.command()
+@click.argument("service")
+@click.pass_obj
+@async_command
+async def restart(ctx: Context, service: str) -> None:
+    """Restart every replica of a service.
+
+    \b
+    Example:
+      laddr-sandbox restart researcher_worker
+    """
+    await (await ctx.runtime()).restart(service)
+    click.echo(f"{service}: restarted")
+
+
+@click.command()
+@click.argument("service")
+@click.option("--replica", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.pass_obj
+@async_command
+async def kill(ctx: Context, service: str, replica: int) -> None:
+    """kill -9 one replica, to watch its tasks be redelivered (Kafka rebalance vs Redis reclaim).
+
+    \b
+    Example:
+      laddr-sandbox kill researcher_worker --replica 2
+    """
+    await (await ctx.runtime()).kill_replica(service, replica)
+    click.echo(f"{service}-{replica}: killed (the runtime restarts it)")
+
+
+@click.command()
+@click.argument("service")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--tail", type=click.IntRange(0, 100_000), default=100, show_default=True, help="Lines from the end.")
+@click.pass_obj
+@async_command
+async def logs(ctx: Context, service: str, follow: bool, tail: int) -> None:
+    """Lines of every replica of a service, tagged by replica (like docker-compose logs).
+
+    \b
+    Example:
+      laddr-sandbox logs researcher_worker -f --tail 20
+    """
+    async for line in (await ctx.runtime()).logs(service, tail=tail, follow=follow):
+        click.echo(click.style(f"{line.replica:<22}|", fg=replica_colour(line.replica)) + " " + line.text)
+
+
+@click.command()
+@click.argument("backend", type=click.Choice(BACKENDS), required=False)
+@click.option("--migrate", is_flag=True, help="Move tasks pending on the old broker to the new one.")
+@click.option("--force", is_flag=True, help="Switch even though tasks are pending (they stay behind).")
+@click.option("--keep-old", is_flag=True, help="Leave the old broker running (a fast switch back).")
+@click.pass_obj
+@async_command
+async def switch(ctx: Context, backend: str | None, migrate: bool, force: bool, keep_old: bool) -> None:
+    """Move the running stack to the other broker (or to BACKEND).
+
+    Refuses while tasks are pending unless --migrate or --force.
+
+    \b
+    Examples:
+      laddr-sandbox switch kafka --migrate
+      laddr-sandbox switch redis
+    """
+    if migrate and force:
+        raise BadInput("choose one of --migrate and --force")
+    runtime = await ctx.runtime()
+    current = await runtime.current_backend()
+    if current is None:
+        raise Failed(str(StackNotRunning(runtime.name)))
+    target = backend or ("kafka" if current == "redis" else "redis")
+    try:
+        report = await switch_backend(runtime, target, migrate=migrate, force=force, keep_old=keep_old,
+                                      env_file=runtime.settings.env_file, progress=progress_line)
+    except PendingTasks as exc:
+        raise Failed(str(exc)) from None
+    click.echo(report.summary())
+    if report.moved:
+        for agent, count in report.per_agent.items():
+            click.echo(f"  {agent}: {count} task(s) moved")
+
+
+@click.command()
+@click.pass_obj
+@async_command
+async def pending(ctx: Context) -> None:
+    """Tasks not yet answered on the current broker, per agent.
+
+    \b
+    Example:
+      laddr-sandbox pending
+    """
+    counts = await count_pending(await ctx.runtime())
+    for agent, count in counts.items():
+        click.echo(f"{agent}: {count}")
+    click.echo(f"total: {sum(counts.values())}")
+
+
+COMMANDS = [up, down, status, scale, partitions, restart, kill, logs, switch, pending]

@@ -1,0 +1,197 @@
+"""Commands that talk to agents and watch the broker: send, watch, verify, dlq."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from sandbox.bus import Bus, make_bus
+from sandbox.cli.common import BadInput, Context, Failed, async_command
+from sandbox.cli.formatting import message_json, message_line
+from sandbox.config import Settings
+from sandbox.protocol import AGENTS, expected_channels, validate_agent_name
+from sandbox.runtime.base import Runtime, StackNotRunning
+
+
+def parse_inputs(text: str) -> dict[str, Any]:
+    """JSON from the command line, or @file; it must be an object."""
+    source = "argument"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read {path}: {exc}") from None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"invalid JSON in {source}: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"the inputs must be a JSON object like '{{\"query\": \"test\"}}', not {type(value).__name__}")
+    return value
+
+
+async def current_bus_settings(runtime: Runtime) -> Settings:
+    backend = await runtime.current_backend()
+    if backend is None:
+        raise Failed(str(StackNotRunning(runtime.name)))
+    return runtime.bus_settings(backend)
+
+
+async def require_agent(bus: Bus, agent: str) -> None:
+    try:
+        validate_agent_name(agent)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    registered = await bus.agents()
+    if agent not in registered:
+        raise BadInput(f"unknown agent {agent!r}; registered: {', '.join(registered) or 'none'}")
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("inputs", default="{}", metavar="JSON|@FILE")
+@click.option("--timeout", type=click.FloatRange(0.01, 3600), default=30.0, show_default=True, help="Seconds to wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print the response document only.")
+@click.pass_obj
+@async_command
+async def send(ctx: Context, agent: str, inputs: str, timeout: float, as_json: bool) -> None:
+    """Send a task to an agent and print its response and the latency.
+
+    \b
+    Examples:
+      laddr-sandbox send researcher '{"query": "test"}'
+      laddr-sandbox send coordinator @inputs.json --timeout 60
+    """
+    payload = parse_inputs(inputs)
+    async with make_bus(await current_bus_settings(await ctx.runtime())) as bus:
+        await require_agent(bus, agent)
+        started = time.perf_counter()
+        response = await bus.request(agent, payload, timeout=timeout)
+        latency_ms = (time.perf_counter() - started) * 1000
+    if as_json:
+        click.echo(orjson.dumps(response.to_dict()).decode())
+    else:
+        colour = "green" if response.ok else "red"
+        click.echo(click.style(response.status, fg=colour, bold=True)
+                   + f"  task {response.task_id}  latency {latency_ms:.1f} ms  worker {response.worker_id or '?'}")
+        body = response.result if response.ok else {"error": response.error}
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    if not response.ok:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("pattern", required=False)
+@click.option("--last", type=click.IntRange(0, 100_000), default=0, help="First replay the last N messages.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--count", type=click.IntRange(1), default=None, help="Stop after N messages.")
+@click.pass_obj
+@async_command
+async def watch(ctx: Context, pattern: str | None, last: int, as_json: bool, count: int | None) -> None:
+    """Live messages on the broker (tasks, responses, dead letters), one line each.
+
+    PATTERN filters by topic/stream name (shell-style, e.g. 'laddr.tasks.*') or by
+    any text in the message.
+
+    \b
+    Examples:
+      laddr-sandbox watch
+      laddr-sandbox watch 'laddr.tasks.researcher' --last 20
+      laddr-sandbox watch --json --count 10
+    """
+    settings = await current_bus_settings(await ctx.runtime())
+    seen = 0
+    async with make_bus(settings) as bus:
+        async for message in bus.tap(last=last):
+            if pattern and not (fnmatch.fnmatch(message.channel, pattern) or pattern in message.channel
+                                or pattern.encode() in message.raw):
+                continue
+            click.echo(message_json(message) if as_json else message_line(message))
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+
+@click.command()
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True)
+@click.pass_obj
+@async_command
+async def verify(ctx: Context, timeout: float) -> None:
+    """The migration guide's verification: topics (or streams), five workers, one round trip per agent.
+
+    Prints a checklist and exits 1 on any miss.
+
+    \b
+    Example:
+      laddr-sandbox verify
+    """
+    runtime = await ctx.runtime()
+    settings = await current_bus_settings(runtime)
+    misses = 0
+
+    def check(ok: bool, text: str) -> None:
+        nonlocal misses
+        misses += not ok
+        click.echo((click.style("  ✓ ", fg="green") if ok else click.style("  ✗ ", fg="red")) + text)
+
+    click.echo(f"verifying the {settings.queue_backend} stack at {settings.broker_address}")
+    async with make_bus(settings) as bus:
+        check(await bus.ping(), f"broker answers at {settings.broker_address}")
+        present = set(await bus.channels())
+        for channel in expected_channels(settings.queue_backend):
+            check(channel in present, f"{'topic' if settings.queue_backend == 'kafka' else 'stream'} {channel}")
+        registry = await bus.agents()
+        fresh = 3 * max(settings.heartbeat_s, 5.0)
+        for agent in AGENTS:
+            info = registry.get(agent)
+            age = time.time() - info.last_heartbeat if info else None
+            check(info is not None and age is not None and age < fresh,
+                  f"worker {agent} registered" + (f" (heartbeat {age:.1f}s ago)" if age is not None else " — missing"))
+        for agent in AGENTS:
+            started = time.perf_counter()
+            try:
+                response = await bus.request(agent, {"query": "test", "report": "Report on test. Key point: ok"}, timeout=timeout)
+                ok, detail = response.ok, f"{response.status} from {response.worker_id}"
+            except Exception as exc:  # any failure is a miss on the checklist, not a crash
+                ok, detail = False, str(exc)
+            check(ok, f"round trip {agent}: {detail} in {(time.perf_counter() - started) * 1000:.1f} ms")
+    if misses:
+        raise Failed(f"{misses} check(s) failed")
+    click.echo(click.style("all checks passed", fg="green"))
+
+
+@click.command()
+@click.option("--requeue", "requeue_id", metavar="ID", help="Send this dead letter back to its queue.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.pass_obj
+@async_command
+async def dlq(ctx: Context, requeue_id: str | None, limit: int) -> None:
+    """Messages that could not be handled, with the reason; send one back with --requeue.
+
+    \b
+    Examples:
+      laddr-sandbox dlq
+      laddr-sandbox dlq --requeue 1764000000000-0
+    """
+    async with make_bus(await current_bus_settings(await ctx.runtime())) as bus:
+        letters = await bus.dead_letters(limit if requeue_id is None else 100_000)
+        if requeue_id is not None:
+            match = [d for d in letters if d.id == requeue_id]
+            if not match:
+                raise BadInput(f"no dead letter {requeue_id!r}; list them with: laddr-sandbox dlq")
+            await bus.requeue_dead_letter(match[0])
+            click.echo(f"{requeue_id}: sent back to {match[0].source}")
+            return
+    for d in letters:
+        click.echo(f"{d.id}  {d.source}  deliveries {d.delivery_count}  {d.reason}")
+        click.echo("    " + d.raw.decode(errors="replace")[:200])
+    click.echo(f"{len(letters)} dead letter(s)")
+
+
+COMMANDS = [send, watch, verify, dlq]

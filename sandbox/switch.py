@@ -1,0 +1,130 @@
+"""The backend switch, shared by the CLI (`switch`) and the TUI (`b`).
+
+Order matters for "nothing is lost": the new broker comes up first, then the
+api and workers stop (so nobody consumes the old queues), then every
+unanswered task is copied to the new broker and only then acknowledged on the
+old one, then the apps start on the new broker, then the old broker stops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.bus import Bus, make_bus
+from sandbox.config import write_env
+from sandbox.protocol import AGENTS, agent_of_channel
+from sandbox.runtime.base import Progress, Runtime, StackNotRunning, no_progress
+
+
+class PendingTasks(Exception):
+    """Tasks wait on the old broker and the caller chose neither migrate nor force."""
+
+    def __init__(self, backend: str, per_agent: dict[str, int]):
+        self.backend = backend
+        self.per_agent = per_agent
+        self.count = sum(per_agent.values())
+        detail = ", ".join(f"{agent}: {n}" for agent, n in per_agent.items())
+        super().__init__(
+            f"{self.count} task(s) still pending on {backend} ({detail}); "
+            "use --migrate to move them to the new broker or --force to leave them behind"
+        )
+
+
+@dataclass
+class SwitchReport:
+    source: str
+    target: str
+    pending_before: int = 0
+    moved: int = 0
+    seconds: float = 0.0
+    per_agent: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.source == self.target:
+            return f"already on {self.target}"
+        moved = f", moved {self.moved} pending task(s)" if self.moved else ""
+        return f"switched {self.source} -> {self.target} in {self.seconds:.1f}s{moved}"
+
+
+async def _agents_with_queues(bus: Bus) -> list[str]:
+    """The five example agents plus any other agent that has a queue on the broker."""
+    found = [agent_of_channel(c) for c in await bus.channels()]
+    return list(dict.fromkeys([*AGENTS, *(a for a in found if a)]))
+
+
+async def count_pending(runtime: Runtime) -> dict[str, int]:
+    """Tasks not yet answered, per agent, on the broker the stack uses now."""
+    backend = await runtime.current_backend()
+    if backend is None:
+        raise StackNotRunning(runtime.name)
+    async with make_bus(runtime.bus_settings(backend)) as bus:
+        stats = await bus.queue_stats(await _agents_with_queues(bus))
+    return {s.agent: s.waiting for s in stats if s.waiting}
+
+
+async def migrate_pending(source: Bus, target: Bus, progress: Progress = no_progress) -> dict[str, int]:
+    """Copy every unanswered task from one broker to the other; acknowledge each after the copy."""
+    agents = await _agents_with_queues(source)
+    await target.ensure_topology(agents)
+    moved: dict[str, int] = {}
+    for agent in agents:
+
+        async def sink(raw: bytes, agent: str = agent) -> None:
+            await target.publish_raw(agent, raw)
+
+        count = await source.drain_pending(agent, sink)
+        if count:
+            moved[agent] = count
+            progress(f"moved {count} task(s) of {agent}")
+    return moved
+
+
+async def switch_backend(
+    runtime: Runtime,
+    target: str,
+    *,
+    migrate: bool = False,
+    force: bool = False,
+    keep_old: bool = False,
+    env_file: Path | None = None,
+    progress: Progress = no_progress,
+) -> SwitchReport:
+    started = time.perf_counter()
+    source = await runtime.current_backend()
+    if source is None:
+        raise StackNotRunning(runtime.name)
+    report = SwitchReport(source=source, target=target)
+    if source == target:
+        return report
+    pending = await count_pending(runtime)
+    report.pending_before = sum(pending.values())
+    if pending and not (migrate or force):
+        raise PendingTasks(source, pending)
+
+    progress(f"starting the {target} broker")
+    await runtime.start_broker(target, progress)
+    progress("stopping the api and workers")
+    await runtime.stop_apps(progress)
+    if migrate and pending:
+        progress(f"moving {report.pending_before} pending task(s) {source} -> {target}")
+        async with make_bus(runtime.bus_settings(source)) as old, make_bus(runtime.bus_settings(target)) as new:
+            report.per_agent = await migrate_pending(old, new, progress)
+        report.moved = sum(report.per_agent.values())
+    _record_backend(runtime, target, env_file)
+    progress(f"starting the api and workers on {target}")
+    await runtime.start_apps(target, progress)
+    if not keep_old:
+        progress(f"stopping the {source} broker")
+        await runtime.stop_broker(source, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _record_backend(runtime: Runtime, target: str, env_file: Path | None) -> None:
+    """QUEUE_BACKEND and the matching address go to `.env`, as the guide's steps do by hand."""
+    path = env_file or runtime.settings.env_file or Path(".env")
+    settings = runtime.bus_settings(target)
+    url_key, url = ("KAFKA_BOOTSTRAP", settings.kafka_bootstrap) if target == "kafka" else ("REDIS_URL", settings.redis_url)
+    write_env(path, {"QUEUE_BACKEND": target, url_key: url})
