@@ -100,3 +100,28 @@ def start_worker(agent: str, settings: Settings, log_dir: Path, worker_id: str |
         broker_env(settings, LADDR_WORKER_ID=worker_id, **env),
         log_dir / f"{worker_id}.log",
     )
+
+
+class LineReader:
+    """Collects a child's stdout lines on a thread, so a test can wait for one without blocking."""
+
+    def __init__(self, popen: subprocess.Popen):
+        import threading
+
+        self.popen = popen
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self.popen.stdout:  # type: ignore[union-attr]
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not printed within {timeout}s; got:\n" + "\n".join(self.lines[-30:]))

@@ -1,0 +1,66 @@
+"""Bad input on the command line: one clear line, exit code 2 (or 1 when the thing failed), no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.procs import ROOT
+
+
+def cli(cwd: Path, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "NO_COLOR": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "sandbox.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, words: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["scale", "researcher_worker"], "expected SERVICE=N"),
+        (["scale", "researcher_worker=lots"], "expected SERVICE=N"),
+        (["up", "--backend", "rabbitmq"], "Invalid value for '--backend'"),
+        (["switch", "kafka", "--migrate", "--force"], "choose one of --migrate and --force"),
+        (["send", "researcher", "{not json"], "invalid JSON in argument"),
+        (["send", "researcher", "[1, 2]"], "must be a JSON object"),
+        (["send", "researcher", "@/no/such/file.json"], "cannot read /no/such/file.json"),
+        (["logs", "researcher_worker", "--tail", "-3"], "Invalid value for '--tail'"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(tmp_path: Path, args: list[str], words: str) -> None:
+    result = cli(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_malformed_env_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("QUEUE_BACKEND=kafka\nthis is not an assignment\n")
+    one_line_error(cli(tmp_path, "status"), 2, ".env:2: malformed line")
+
+
+def test_unknown_backend_in_env_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("QUEUE_BACKEND=rabbitmq\n")
+    one_line_error(cli(tmp_path, "send", "researcher", "{}"), 2, "QUEUE_BACKEND must be one of redis, kafka")
+
+
+def test_no_stack_running_is_one_line_exit_1(tmp_path: Path) -> None:
+    one_line_error(cli(tmp_path, "status", env_extra={"LADDR_RUNTIME": "local"}), 1, "no sandbox stack is running")
+
+
+def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
+    from sandbox.cli import cli as group
+
+    for name in group.commands:
+        result = cli(tmp_path, name, "--help")
+        assert result.returncode == 0 and "Example" in result.stdout, name
