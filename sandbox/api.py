@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await connect_with_retry(bus)
         # The api is the one service every stack starts: it lays out the topics.
         await bus.ensure_topology(AGENTS, settings.kafka_partitions)
+        await bus.follow_responses()  # GET /api/v1/responses/{id} sees all from now on
         app.state.bus = bus
         log.info("api serving on %s (%s)", settings.queue_backend, settings.broker_address)
         try:

@@ -59,9 +59,9 @@ class Worker:
             result, status, error = None, "error", str(exc)
         except BusError as exc:
             result, status, error = None, "error", f"delegation failed: {exc}"
-        except Exception as exc:  # a bug in the agent: answer with it rather than hang the caller
-            log.exception("agent %s raised on task %s", self.agent.name, task.task_id)
-            result, status, error = None, "error", f"{type(exc).__name__}: {exc}"
+        except Exception:  # unexpected: the bus retries it, then dead-letters it with the reason
+            log.exception("agent %s raised on task %s (delivery %d)", self.agent.name, task.task_id, delivery_count)
+            raise
         duration_ms = (time.perf_counter() - started) * 1000
         log.info("task %s done %s in %.1f ms", task.task_id, status, duration_ms)
         return Response(

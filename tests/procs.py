@@ -16,11 +16,15 @@ from sandbox.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 AGENT_TEMPLATE = '''
+import os
+
 from sandbox.agents import agent, simulate
 
 
 @agent(name="{name}", role="Test agent", goal="Echo its inputs")
 async def echo(inputs, ctx):
+    if inputs.get("crash_worker"):  # a task that kills whichever worker runs it
+        os._exit(3)
     await simulate(inputs)
     return {{"echo": inputs, "delivery": ctx.delivery_count, "worker": ctx.worker_id}}
 '''

@@ -139,6 +139,9 @@ class KafkaSpec:
     host: str = "127.0.0.1"
     partitions: int = 6
     check_ports: bool = True
+    # server.properties entries that override (or add to) the sandbox's own,
+    # e.g. {"group.initial.rebalance.delay.ms": "3000"} for Kafka's default.
+    extra_properties: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -183,6 +186,7 @@ class KafkaSpec:
             "log.retention.check.interval.ms": 60_000,
             "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,  # default 128 MiB of a 512 MiB heap
         }
+        props.update(self.extra_properties or {})
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def prepare(self, java: str | None = None, jars: Path | None = None) -> tuple[list[str], dict[str, str]]:

@@ -118,14 +118,23 @@ def running_redis(timeout: float = REDIS_TIMEOUT, data_dir: Path | None = None) 
 
 
 @contextmanager
-def running_kafka(timeout: float = KAFKA_TIMEOUT, partitions: int = 6, data_dir: Path | None = None) -> Iterator[str]:
+def running_kafka(
+    timeout: float = KAFKA_TIMEOUT,
+    partitions: int = 6,
+    data_dir: Path | None = None,
+    extra_properties: dict[str, str] | None = None,
+) -> Iterator[str]:
     """A real single-node KRaft Kafka on free ports for the duration of the block; yields its bootstrap.
 
-    Pass `data_dir` to keep the broker's data after the block (e.g. to test a restart).
+    Pass `data_dir` to keep the broker's data after the block (e.g. to test a restart),
+    `extra_properties` to override server.properties entries (e.g. Kafka's default
+    group.initial.rebalance.delay.ms of 3000 instead of the sandbox's 0).
     """
     with _workdir(data_dir, "laddr-kafka-") as (workdir, data):
         port, controller_port = free_ports(2)
-        spec = KafkaSpec(data, port=port, controller_port=controller_port, partitions=partitions)
+        spec = KafkaSpec(
+            data, port=port, controller_port=controller_port, partitions=partitions, extra_properties=extra_properties
+        )
         argv, env = spec.prepare()
         with _broker("kafka", argv, env, workdir) as (proc, out):
             log.info("starting Kafka JVM on %s…", spec.bootstrap)

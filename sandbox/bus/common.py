@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from typing import Any
 
 import orjson
 
-from sandbox.bus.base import MessageTooLarge, TapMessage
-from sandbox.protocol import Response, agent_of_channel
+from sandbox.bus.base import Handler, MessageTooLarge, TapMessage
+from sandbox.protocol import Response, Task, agent_of_channel
+
+log = logging.getLogger("sandbox.bus")
 
 # One limit on both brokers, below Kafka's default 1 MiB message size, so that
 # a payload accepted on Redis is not refused after switching to Kafka.
@@ -109,3 +112,38 @@ def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, posi
         message.agent = agent_of_channel(channel)
         message.status = "undecodable" if kind != "dlq" else None
     return message
+
+
+async def answer(handler: Handler, task: Task, delivery_count: int, max_deliveries: int) -> tuple[Response, str | None]:
+    """Run a handler, retrying a raising one in place up to `max_deliveries` attempts.
+
+    Returns the response to publish and, when the task is given up, the reason
+    for the dead-letter place. The caller is answered either way (an "error"
+    response), so nobody waits for a task that will never succeed.
+    """
+    count, delay = delivery_count, 0.05
+    while True:
+        if count > max_deliveries:  # e.g. a task that crashed workers again and again
+            reason = dlq_reason(count - 1)
+            return _gave_up(task, count - 1, reason), reason
+        try:
+            return await handler(task, count), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the handler's failure is data here, not a crash of the consumer
+            reason = f"{type(exc).__name__}: {exc}"
+            if count >= max_deliveries:
+                return _gave_up(task, count, reason), f"failed {count} time(s): {reason}"
+            log.warning("task %s failed on attempt %d (%s); retrying in %.2fs", task.task_id, count, reason, delay)
+            await asyncio.sleep(delay)
+            count, delay = count + 1, min(2.0, delay * 2)
+
+
+def _gave_up(task: Task, attempts: int, reason: str) -> Response:
+    return Response(
+        task_id=task.task_id,
+        status="error",
+        error=f"gave up after {attempts} attempt(s), sent to the dead-letter queue: {reason}",
+        agent=task.agent_name,
+        delivery_count=attempts,
+    )

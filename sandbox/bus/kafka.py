@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
+import orjson
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
@@ -37,7 +39,7 @@ from sandbox.bus.base import (
     QueueStats,
     TapMessage,
 )
-from sandbox.bus.common import Backoff, ResponseWaiters, check_size, describe_message
+from sandbox.bus.common import Backoff, ResponseWaiters, answer, check_size, describe_message
 from sandbox.config import Settings
 from sandbox.protocol import (
     KAFKA_DLQ,
@@ -314,6 +316,24 @@ class KafkaBus(Bus):
             await self.ensure_topology([])
             await asyncio.sleep(0.2)
 
+    @staticmethod
+    async def _records_until(
+        consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], timeout: float = 30.0
+    ) -> AsyncIterator[Any]:
+        """Records from the consumer's positions up to `ends` (exclusive), then stop."""
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = [tp for tp in ends if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise BusUnavailable(f"timed out reading {behind[0].topic} up to its end")
+            batches = await consumer.getmany(*behind, timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+
     # -- consuming ---------------------------------------------------------
     async def serve(
         self,
@@ -468,13 +488,7 @@ class KafkaBus(Bus):
     async def _tap_replay(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition], last: int) -> list[TapMessage]:
         """Up to `last` messages per partition were rewound; keep the newest `last` overall."""
         ends = await consumer.end_offsets(sorted(partitions))
-        found: list[TapMessage] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            if not batches:
-                break
-            for records in batches.values():
-                found.extend(self._tap_message(r) for r in records if r.offset < ends[TopicPartition(r.topic, r.partition)])
+        found = [self._tap_message(r) async for r in self._records_until(consumer, ends)]
         found.sort(key=lambda m: m.timestamp)
         return found[-last:]
 
@@ -497,23 +511,17 @@ class KafkaBus(Bus):
             starts = await consumer.beginning_offsets(partitions)
             for tp in partitions:
                 consumer.seek(tp, max(starts[tp], ends[tp] - limit))
-            letters: list[DeadLetter] = []
-            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-                batches = await consumer.getmany(timeout_ms=500, max_records=limit)
-                if not batches:
-                    break
-                for records in batches.values():
-                    for r in records:
-                        letters.append(
-                            DeadLetter(
-                                id=f"{r.partition}:{r.offset}",
-                                source=_header(r.headers, "source"),
-                                reason=_header(r.headers, "reason"),
-                                delivery_count=int(_header(r.headers, "delivery_count", "0") or 0),
-                                raw=r.value or b"",
-                                timestamp=r.timestamp / 1000.0,
-                            )
-                        )
+            letters = [
+                DeadLetter(
+                    id=f"{r.partition}:{r.offset}",
+                    source=_header(r.headers, "source"),
+                    reason=_header(r.headers, "reason"),
+                    delivery_count=int(_header(r.headers, "delivery_count", "0") or 0),
+                    raw=r.value or b"",
+                    timestamp=r.timestamp / 1000.0,
+                )
+                async for r in self._records_until(consumer, ends)
+            ]
             return list(reversed(letters))[:limit]
         finally:
             await consumer.stop()
@@ -539,45 +547,58 @@ class KafkaBus(Bus):
             for tp in partitions:
                 done = await consumer.committed(tp)
                 consumer.seek(tp, done if done is not None and done >= 0 else starts[tp])
-            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-                for tp, records in batches.items():
-                    for record in records:
-                        if record.offset >= ends[tp]:
-                            continue
-                        await sink(record.value or b"")
-                        moved += 1
-                        await consumer.commit({tp: record.offset + 1})
+            async for record in self._records_until(consumer, ends, timeout=300.0):
+                await sink(record.value or b"")
+                moved += 1
+                await consumer.commit({TopicPartition(record.topic, record.partition): record.offset + 1})
             return moved
         finally:
             await consumer.stop()
 
 
 class _TopicConsumer:
-    """One worker's loop on one agent's topic: fetch, handle, answer, then commit."""
+    """One worker's loop on one agent's topic: fetch, handle, answer, then commit.
+
+    Kafka keeps no delivery count, so the commit's metadata carries one: how far
+    this member had fetched ("upto") and how often the oldest open task had been
+    delivered ("n"). The next owner of the partition reads it and knows which
+    tasks are redeliveries, so a task that crashes every worker is given up.
+    """
 
     def __init__(self, bus: KafkaBus, agent: str, name: str, handler: Handler, concurrency: int):
         self.bus = bus
         self.agent = agent
         self.topic = kafka_topic(agent)
+        self.group = kafka_group(agent)
         self.name = name
         self.handler = handler
         self.concurrency = max(1, concurrency)
+        self.max_deliveries = bus.settings.max_deliveries
         self.inflight: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
-        # Per partition: offsets being worked on, and the offset after the last fetched.
-        self.open: dict[TopicPartition, set[int]] = {}
+        # Per partition: offset -> delivery count of tasks being worked on, and
+        # the offset after the last one fetched.
+        self.open: dict[TopicPartition, dict[int, int]] = {}
         self.fetched: dict[TopicPartition, int] = {}
-        self.committed: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, tuple[int, str]] = {}
+        # What the previous owner left: (committed offset, fetched up to, its count).
+        self.previous: dict[TopicPartition, tuple[int, int, int]] = {}
         self.consumer: AIOKafkaConsumer | None = None
 
-    def committable(self) -> dict[TopicPartition, int]:
-        """The next offset to read per partition: nothing below it is unanswered."""
+    def delivery_count(self, tp: TopicPartition, offset: int) -> int:
+        committed, upto, count = self.previous.get(tp, (0, 0, 0))
+        if offset == committed and upto > committed:
+            return count + 1
+        return 2 if committed < offset < upto else 1
+
+    def committable(self) -> dict[TopicPartition, tuple[int, str]]:
+        """Per partition the next offset to read (nothing below it is unanswered) and the metadata."""
         offsets = {}
         for tp, after in self.fetched.items():
-            open_offsets = self.open.get(tp)
+            open_offsets = self.open.get(tp) or {}
             offset = min(open_offsets) if open_offsets else after
-            if self.committed.get(tp) != offset:
-                offsets[tp] = offset
+            metadata = orjson.dumps({"upto": after, "n": open_offsets.get(offset, 0), "by": self.name}).decode()
+            if self.committed.get(tp) != (offset, metadata):
+                offsets[tp] = (offset, metadata)
         return offsets
 
     async def commit(self, only: Iterable[TopicPartition] | None = None) -> None:
@@ -593,11 +614,30 @@ class _TopicConsumer:
         except KafkaError as exc:  # e.g. during a rebalance: the next commit catches up
             log.warning("offset commit failed (%s); will retry", exc)
 
+    async def learn_previous(self, assigned: Iterable[TopicPartition]) -> None:
+        """Read what the partitions' previous owner committed, for delivery counts."""
+        assigned = list(assigned)
+        if not assigned:
+            return
+        try:
+            found = await (await self.bus.admin()).list_consumer_group_offsets(self.group, partitions=assigned)
+        except (KafkaError, BusError) as exc:
+            log.warning("cannot read committed offsets (%s); delivery counts start at 1", exc)
+            return
+        for tp in assigned:
+            self.previous[tp] = (-1, 0, 0)
+        for tp, meta in found.items():
+            try:
+                doc = orjson.loads(meta.metadata or "{}")
+                self.previous[tp] = (meta.offset, int(doc.get("upto", 0)), int(doc.get("n", 0)))
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                continue
+
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
         while not stop.is_set():
             self.consumer = self.bus._consumer(
-                group=kafka_group(self.agent),
+                group=self.group,
                 client_id=self.name,
                 max_poll_records=self.concurrency,
                 session_timeout_ms=10_000,
@@ -629,17 +669,29 @@ class _TopicConsumer:
                 await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=0.2)
             else:
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=free)
+                # Fetching may start before the rebalance callback ran: learn here.
+                await self.learn_previous([tp for tp in batches if tp not in self.previous])
                 for tp, records in batches.items():
                     for record in records:
-                        self._start(tp, record)
+                        self._track(tp, record)
+                if batches:
+                    # Record what we took before working on it: a task that kills
+                    # its worker is then known as a redelivery by the next one.
+                    await self.commit()
+                    for tp, records in batches.items():
+                        for record in records:
+                            self._start(tp, record)
             if time.monotonic() >= next_commit:
                 await self.commit()
                 next_commit = time.monotonic() + COMMIT_EVERY_S
 
-    def _start(self, tp: TopicPartition, record: Any) -> None:
-        self.open.setdefault(tp, set()).add(record.offset)
+    def _track(self, tp: TopicPartition, record: Any) -> None:
+        self.open.setdefault(tp, {})[record.offset] = self.delivery_count(tp, record.offset)
         self.fetched[tp] = max(self.fetched.get(tp, 0), record.offset + 1)
-        task = asyncio.create_task(self._handle(tp, record))
+
+    def _start(self, tp: TopicPartition, record: Any) -> None:
+        count = self.open[tp][record.offset]
+        task = asyncio.create_task(self._handle(tp, record, count))
         self.inflight[(tp, record.offset)] = task
 
         def done(_: asyncio.Task[None], key: tuple[TopicPartition, int] = (tp, record.offset)) -> None:
@@ -647,17 +699,22 @@ class _TopicConsumer:
 
         task.add_done_callback(done)
 
-    async def _handle(self, tp: TopicPartition, record: Any) -> None:
+    async def _handle(self, tp: TopicPartition, record: Any, count: int) -> None:
         raw = record.value or b""
         key = record.key.decode(errors="replace") if record.key else None
         try:
             task = decode_task(raw)
         except DecodeError as exc:
             log.warning("message %s:%d on %s sent to %s: %s", tp.partition, record.offset, self.topic, KAFKA_DLQ, exc)
-            await self._retrying(lambda: self.bus.dead_letter(self.topic, raw, str(exc), 1, key))
+            await self._retrying(lambda: self.bus.dead_letter(self.topic, raw, str(exc), count, key))
             self._done(tp, record.offset)
             return
-        response = await self.handler(task, 1)
+        if count > 1:
+            log.info("task %s redelivered (delivery %d)", task.task_id, count)
+        response, dead = await answer(self.handler, task, count, self.max_deliveries)
+        if dead:
+            attempts = response.delivery_count or count
+            await self._retrying(lambda: self.bus.dead_letter(self.topic, raw, dead, attempts, key))
         await self._retrying(lambda: self.bus.publish_response(response))
         self._done(tp, record.offset)
 
@@ -675,7 +732,7 @@ class _TopicConsumer:
     def _done(self, tp: TopicPartition, offset: int) -> None:
         open_offsets = self.open.get(tp)
         if open_offsets is not None:
-            open_offsets.discard(offset)
+            open_offsets.pop(offset, None)
 
     async def _finish_inflight(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         keep = set(partitions) if partitions is not None else None
@@ -700,6 +757,7 @@ class _Rebalance(ConsumerRebalanceListener):
             self.owner.open.pop(tp, None)
             self.owner.fetched.pop(tp, None)
             self.owner.committed.pop(tp, None)
+            self.owner.previous.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))

@@ -29,13 +29,7 @@ from sandbox.bus.base import (
     QueueStats,
     TapMessage,
 )
-from sandbox.bus.common import (
-    Backoff,
-    ResponseWaiters,
-    check_size,
-    describe_message,
-    dlq_reason,
-)
+from sandbox.bus.common import Backoff, ResponseWaiters, answer, check_size, describe_message
 from sandbox.config import Settings
 from sandbox.protocol import (
     REDIS_DLQ,
@@ -460,13 +454,15 @@ class _StreamConsumer:
             await self._dead(entry_id, raw or orjson.dumps({_s(k): _s(v) for k, v in fields.items()}), str(exc), delivery_count)
             return
         try:
-            response = await self.handler(task, delivery_count)
+            response, dead = await answer(self.handler, task, delivery_count, self.settings.max_deliveries)
+            if dead:
+                await self.bus.dead_letter(self.stream, raw, dead, response.delivery_count or delivery_count)
             await self.bus.publish_response(response)
             await self.client.xack(self.stream, self.group, entry_id)
         except asyncio.CancelledError:
             raise
-        except Exception:  # not acknowledged: another delivery will retry it
-            log.exception("task %s failed before it was answered; it stays pending", task.task_id)
+        except (RedisError, OSError) as exc:  # not acknowledged: reclaimed and retried after reconnecting
+            log.warning("task %s not answered (%s); it stays pending", task.task_id, exc)
 
     async def _dead(self, entry_id: str, raw: bytes, reason: str, delivery_count: int) -> None:
         log.warning("message %s on %s sent to %s: %s", entry_id, self.stream, REDIS_DLQ, reason)
@@ -502,10 +498,7 @@ class _StreamConsumer:
             info = await self.client.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
             count = int(info[0]["times_delivered"]) if info else 2
             log.info("reclaimed task entry %s (delivery %d)", entry_id, count)
-            if count > self.settings.max_deliveries:
-                await self._dead(entry_id, fields.get(DATA, b""), dlq_reason(count), count)
-            else:
-                self._start(entry_id, fields, count)
+            self._start(entry_id, fields, count)
 
     async def _finish_inflight(self) -> None:
         if self.inflight:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 from collections.abc import AsyncIterator
 
 import pytest
@@ -213,8 +214,7 @@ async def test_a_task_taken_by_a_worker_that_dies_is_answered_by_another(setting
         if survivor is not None:
             assert survivor.terminate() == 0
     assert response.ok and response.worker_id == "survivor"
-    if bus.backend == "redis":
-        assert response.result["delivery"] == 2
+    assert response.result["delivery"] == 2  # the handler sees it is a redelivery
 
 
 async def test_sigterm_finishes_the_task_in_hand_then_exits_0(settings: Settings, bus: Bus, tmp_path) -> None:
@@ -235,3 +235,56 @@ async def test_sigterm_finishes_the_task_in_hand_then_exits_0(settings: Settings
     assert f"task {task.task_id} done success" in worker.output()
     [stats] = await bus.queue_stats([agent])
     assert stats.waiting == 0  # acknowledged before it left
+
+
+async def test_a_handler_that_always_raises_is_retried_then_dead_lettered(settings: Settings) -> None:
+    agent = unique_agent()
+    attempts: list[int] = []
+
+    async def broken(task: Task, delivery: int) -> Response:
+        attempts.append(delivery)
+        raise ValueError("the tool is down")
+
+    bus = make_bus(replace(settings, max_deliveries=3))
+    await bus.connect()
+    try:
+        async with serving(bus, agent, broken):
+            response = await bus.request(agent, {"q": 1}, timeout=30)
+            after = await bus.dead_letters(1000)
+        dead = [d for d in after if d.source.endswith(agent)]
+    finally:
+        await bus.close()
+    assert attempts == [1, 2, 3]
+    assert response.status == "error" and "gave up after 3 attempt(s)" in response.error
+    assert "ValueError: the tool is down" in response.error
+    assert len(dead) == 1 and dead[0].delivery_count == 3 and "the tool is down" in dead[0].reason
+
+
+async def test_a_task_that_crashes_every_worker_is_given_up_after_max_deliveries(settings: Settings, bus: Bus, tmp_path) -> None:
+    """A poison task that kills its worker each time: bounded redeliveries, then the DLQ; the worker goes on."""
+    agent = unique_agent()
+    write_agent(tmp_path / "agents", agent)
+    await bus.ensure_topology([agent], partitions=1)
+    env = {"LADDR_AGENTS_DIR": str(tmp_path / "agents"), "LADDR_CLAIM_IDLE_MS": "500", "LADDR_MAX_DELIVERIES": "3"}
+    poison = await bus.publish_task(agent, {"crash_worker": True})
+    waiter = await bus._expect(poison.task_id)
+    crashes = 0
+    worker = None
+    try:
+        for attempt in range(8):  # what supervisor does: start it again after each crash
+            worker = start_worker(agent, settings, tmp_path, worker_id=f"w{attempt}", **env)
+            try:
+                worker.popen.wait(20)
+                crashes += 1
+            except Exception:
+                break  # it lives: the poison task is out of its way
+        response = await asyncio.wait_for(waiter, 30)
+        healthy = await bus.request(agent, {"fine": True}, timeout=30)
+    finally:
+        if worker is not None:
+            worker.terminate()
+    assert crashes == 3
+    assert response.status == "error" and "gave up after 3 attempt(s)" in response.error
+    assert healthy.ok
+    dead = [d for d in await bus.dead_letters(1000) if d.raw == poison.encode()]
+    assert len(dead) == 1 and dead[0].delivery_count == 3
