@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import click
@@ -10,11 +11,13 @@ import orjson
 from sandbox.bus import make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
 from sandbox.cli.formatting import queue_lines, replica_colour, services_table
+from sandbox.config import mask, read_env_file
 from sandbox.protocol import AGENTS, BACKENDS
 from sandbox.runtime.base import StackNotRunning, agent_of_service
 from sandbox.switch import PendingTasks, count_pending, switch_backend
 
 RUNTIMES = ["auto", "local", "compose", "external"]
+CONFIG_PREFIXES = ("QUEUE_", "REDIS_", "KAFKA_", "LADDR_", "API_", "SCALE_", "WORKER_")
 SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d{1,3})$")
 
 
@@ -264,4 +267,23 @@ async def pending(ctx: Context) -> None:
     click.echo(f"total: {sum(counts.values())}")
 
 
-COMMANDS = [up, down, status, scale, partitions, restart, kill, logs, switch, pending]
+@click.command(name="config")
+@click.pass_obj
+def show_config(ctx: Context) -> None:
+    """The settings in effect (.env overlaid by the environment), secrets masked.
+
+    \b
+    Example:
+      laddr-sandbox config
+    """
+    settings = ctx.settings()
+    path = settings.env_file
+    values = read_env_file(path) if path else {}
+    click.echo(f"# from {path if path and path.exists() else 'defaults (no .env)'} and the environment")
+    for key in sorted(set(values) | {k for k in os.environ if k.startswith(CONFIG_PREFIXES)}):
+        value = os.environ.get(key, values.get(key, ""))
+        click.echo(f"{key}={mask(key, value)}")
+    click.echo(f"# in effect: backend {settings.queue_backend}, broker {mask('URL', settings.broker_address)}")
+
+
+COMMANDS = [up, down, status, scale, partitions, restart, kill, logs, switch, pending, show_config]

@@ -64,3 +64,12 @@ def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
     for name in group.commands:
         result = cli(tmp_path, name, "--help")
         assert result.returncode == 0 and "Example" in result.stdout, name
+
+
+def test_config_shows_settings_with_secrets_masked(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("QUEUE_BACKEND=kafka\nKAFKA_SASL_PASSWORD=hunter2\nREDIS_URL=redis://u:pw@127.0.0.1:6379/0\n")
+    result = cli(tmp_path, "config", env_extra={"LADDR_API_KEY": "s3cret"})
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout and "s3cret" not in result.stdout and ":pw@" not in result.stdout
+    assert "KAFKA_SASL_PASSWORD=****" in result.stdout and "LADDR_API_KEY=****" in result.stdout
+    assert "REDIS_URL=redis://****@127.0.0.1:6379/0" in result.stdout and "backend kafka" in result.stdout
