@@ -87,6 +87,9 @@ class Worker:
                 pass
 
     async def run(self) -> None:
+        # A worker started by hand for a new agent must not wait for someone else
+        # to create its queue (a consumer does not see a topic created later).
+        await self.bus.ensure_topology([self.agent.name], self.settings.kafka_partitions)
         await self.bus.register_agent(self.info())
         log.info("worker %s serving agent '%s' on %s (%s)", self.worker_id, self.agent.name,
                  self.bus.backend, self.settings.broker_address)
