@@ -5,6 +5,8 @@ Exit codes: 0 ok, 1 the thing failed, 2 bad usage or bad input.
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from sandbox import __version__
@@ -53,6 +55,10 @@ for command in [*stack.COMMANDS, *tasks.COMMANDS]:
 
 
 def main() -> None:
+    # Client libraries log their retries (e.g. while Kafka starts); the CLI says
+    # what matters itself, so only the sandbox's own warnings reach stderr.
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     cli(prog_name="laddr-sandbox")
 
 

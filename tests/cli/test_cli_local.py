@@ -30,7 +30,8 @@ pytestmark = pytest.mark.timeout(600)
 
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUE_", "REDIS_", "KAFKA_", "LADDR_"))}
-    return {**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+    # Pinned: a Compose stack elsewhere on this machine's Docker engine must not be picked up.
+    return {**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "LADDR_RUNTIME": "local"}
 
 
 def cli(project: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,115 @@
+"""The supervisord programs of the local stack: a broker, the api, one per worker replica."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import sandbox
+from sandbox.brokers.errors import BrokerError
+from sandbox.brokers.kafka import KafkaSpec, find_java
+from sandbox.brokers.kafka_jars import ensure_kafka_jars
+from sandbox.brokers.redis_server import RedisSpec
+from sandbox.config import Settings
+from sandbox.runtime.base import WORKER_SERVICES, Progress, RuntimeFailure, agent_of_service
+from sandbox.runtime.local_config import HOST
+from sandbox.runtime.supervisor_conf import PRIORITY_API, PRIORITY_BROKER, PRIORITY_WORKER, Program
+
+WORKER_STOP_WAIT_S = 30  # in-flight tasks get this long after SIGTERM, then SIGKILL
+API_STOP_WAIT_S = 10
+REDIS_STOP_WAIT_S = 15
+KAFKA_STOP_WAIT_S = 60  # a controlled shutdown flushes and closes every partition
+
+
+def replica_name(service: str, index: int) -> str:
+    return f"{service}-{index}"
+
+
+def service_of(program: str) -> str:
+    """`researcher_worker-2` -> `researcher_worker`; brokers and the api are their own."""
+    base, _, n = program.rpartition("-")
+    return base if n.isdigit() and base in WORKER_SERVICES else program
+
+
+def app_env(settings: Settings, bus: Settings, backend: str) -> dict[str, str]:
+    """What the api and the workers need to find the broker and each other."""
+    package_root = str(Path(sandbox.__file__).resolve().parent.parent)
+    env = {
+        "QUEUE_BACKEND": backend,
+        "REDIS_URL": bus.redis_url,
+        "KAFKA_BOOTSTRAP": bus.kafka_bootstrap,
+        "API_HOST": HOST,
+        "API_PORT": str(bus.api_port),
+        "KAFKA_PARTITIONS": str(settings.kafka_partitions),
+        "WORKER_CONCURRENCY": str(settings.worker_concurrency),
+        "LADDR_HEARTBEAT_MS": str(int(settings.heartbeat_s * 1000)),
+        "PYTHONUNBUFFERED": "1",  # log lines reach the file as they happen
+        # the package runs from wherever this CLI imported it, installed or not
+        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p),
+    }
+    if settings.env_file:
+        env["LADDR_ENV_FILE"] = str(Path(settings.env_file).resolve())
+    if settings.agents_dir:
+        env["LADDR_AGENTS_DIR"] = str(Path(settings.agents_dir).resolve())
+    return env
+
+
+def app_programs(settings: Settings, bus: Settings, backend: str, scale: dict[str, int], directory: Path) -> list[Program]:
+    env = app_env(settings, bus, backend)
+    programs = [Program("api", [sys.executable, "-m", "sandbox.api"], env, directory,
+                        priority=PRIORITY_API, stopwaitsecs=API_STOP_WAIT_S)]
+    for service in WORKER_SERVICES:
+        for n in range(1, scale.get(service, 1) + 1):
+            name = replica_name(service, n)
+            programs.append(Program(
+                name, [sys.executable, "-m", "sandbox.worker", agent_of_service(service) or service],
+                {**env, "LADDR_WORKER_ID": name}, directory,
+                priority=PRIORITY_WORKER, stopwaitsecs=WORKER_STOP_WAIT_S,
+            ))
+    return programs
+
+
+async def broker_program(
+    backend: str, settings: Settings, data_dir: Path, ports: dict[str, int], directory: Path, progress: Progress
+) -> Program:
+    """The broker's program; for Kafka fetches the jars once and formats the storage once."""
+    try:
+        if backend == "redis":
+            argv, env = RedisSpec(data_dir, port=ports["redis"], host=HOST, check_ports=False).prepare()
+            return Program("redis", argv, env_delta(env), directory,
+                           priority=PRIORITY_BROKER, stopwaitsecs=REDIS_STOP_WAIT_S)
+        java = find_java()
+        jars = await asyncio.to_thread(ensure_kafka_jars, None, jar_progress(progress))
+        spec = KafkaSpec(data_dir, port=ports["kafka"], controller_port=ports["kafka_controller"], host=HOST,
+                         partitions=settings.kafka_partitions, check_ports=False)
+        if not (spec.log_dir / "meta.properties").exists():
+            progress("formatting Kafka storage (first start in this folder)")
+        argv, env = await asyncio.to_thread(spec.prepare, java, jars)
+    except BrokerError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    return Program("kafka", argv, env_delta(env), directory,
+                   priority=PRIORITY_BROKER, stopwaitsecs=KAFKA_STOP_WAIT_S, startsecs=3)
+
+
+def env_delta(env: dict[str, str]) -> dict[str, str]:
+    """What a spec's environment changes (programs inherit supervisord's): set what
+    differs, blank what it drops."""
+    delta = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    delta.update({k: "" for k in os.environ if k not in env})
+    return delta
+
+
+def jar_progress(progress: Progress) -> Callable[[int, int, str], None]:
+    last = [0.0]
+
+    def show(done: int, total: int, name: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done >= total:
+            last[0] = now
+            progress(f"fetching Kafka jars (once per user): {done / 1e6:.0f}/{total / 1e6:.0f} MB")
+
+    return show

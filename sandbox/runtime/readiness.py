@@ -1,0 +1,146 @@
+"""When are the api and the worker replicas of the local stack ready?
+
+A replica is ready when supervisord says RUNNING (it stayed up `startsecs`) and
+it has registered on the bus since its process started. The registry keeps one
+entry per agent (Laddr's wire format), so replicas starting together overwrite
+each other's entry between two looks; other signs count too: membership of
+the agent's consumer group, the worker's "serving" log line (written after it
+registered), and a replica that ran through two heartbeats while its agent's
+entry stayed fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sandbox.bus import Bus
+from sandbox.protocol import AgentInfo
+from sandbox.runtime.base import Progress, RuntimeFailure, agent_of_service
+from sandbox.runtime.local_programs import service_of
+from sandbox.runtime.logfollow import line_time, read_tail
+from sandbox.runtime.supervisor_client import Supervisor
+
+Procs = dict[str, dict[str, Any]]
+
+
+def this_life(proc: dict[str, Any] | None, heartbeat: float) -> bool:
+    """A heartbeat from the process now running, not from an earlier one of that name."""
+    # supervisord's start time is whole seconds; a worker registers within startsecs
+    return bool(proc) and proc["statename"] in ("STARTING", "RUNNING") and heartbeat >= proc["start"] - 1
+
+
+def last_log_line(log: Path) -> str:
+    lines = [line.strip() for line in read_tail(log, 5)[0] if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+class Readiness:
+    def __init__(self, sup: Supervisor, bus: Bus, log_file: Callable[[str], Path], heartbeat_s: float):
+        self.sup = sup
+        self.bus = bus
+        self.log_file = log_file
+        self.heartbeat_s = heartbeat_s
+
+    async def wait(
+        self, names: list[str], api_answers: Callable[[], Awaitable[bool]], timeout: float, progress: Progress
+    ) -> None:
+        """Return when every program in `names` is ready; RuntimeFailure when one crash-loops or time runs out."""
+        started = time.monotonic()
+        replicas = [n for n in names if n != "api"]
+        seen: set[str] = set()
+        api_ok = "api" not in names
+        last_report = last_look = -1.0
+        while True:
+            elapsed = time.monotonic() - started
+            procs = await self.sup.processes()
+            self.fail_if_fatal(procs, names)
+            look_harder = elapsed - last_look >= 1.0
+            if look_harder:
+                last_look = elapsed
+            seen |= await self.registered([n for n in replicas if n not in seen], procs, look_harder)
+            if not api_ok:
+                api_ok = await api_answers()
+            unregistered = [n for n in replicas if n not in seen]
+            # supervisord must agree they stayed up, so a status right after says running
+            not_running = [n for n in names if procs.get(n, {}).get("statename") != "RUNNING"]
+            if not unregistered and not not_running and api_ok:
+                progress(f"{len(replicas)} worker(s) registered, api answers ({elapsed:.1f}s)")
+                return
+            if elapsed > timeout:
+                waiting = sorted(set(unregistered) | set(not_running) | (set() if api_ok else {"api"}))
+                raise RuntimeFailure(
+                    f"not ready after {timeout:.0f}s: {', '.join(waiting[:5])}; "
+                    f"see: laddr-sandbox logs {service_of(waiting[0])}")
+            if elapsed - last_report >= 1.0:
+                last_report = elapsed
+                progress(f"waiting for workers: {len(replicas) - len(unregistered)}/{len(replicas)} registered"
+                         f"{'' if api_ok else ', api starting'}… {elapsed:.0f}s")
+            await asyncio.sleep(0.1)  # the registry is cheap to read (a hash / a followed topic)
+
+    def fail_if_fatal(self, procs: Procs, names: list[str]) -> None:
+        for name in names:
+            info = procs.get(name)
+            if info and info["statename"] == "FATAL":
+                why = last_log_line(self.log_file(name)) or info.get("description") or "exited too quickly"
+                raise RuntimeFailure(f"{name} keeps exiting ({why}); see: laddr-sandbox logs {service_of(name)}")
+
+    async def registered(self, replicas: list[str], procs: Procs, look_harder: bool) -> set[str]:
+        """Which of `replicas` have registered since their process started."""
+        if not replicas:
+            return set()
+        agents = await self.bus.agents()
+        found = {i.worker_id for i in agents.values()
+                 if i.worker_id in replicas and this_life(procs.get(i.worker_id), i.last_heartbeat)}
+        rest = [n for n in replicas if n not in found]
+        if rest and look_harder:
+            found |= await self.consuming(rest, procs)
+            found |= await asyncio.to_thread(self.logged_serving, rest, procs)
+            found |= self.beaten(rest, procs, agents)
+        return found
+
+    async def consuming(self, replicas: list[str], procs: Procs) -> set[str]:
+        """Replicas that are consumers of their agent's queue in this life."""
+        agents = sorted({agent_of_service(service_of(n)) or n for n in replicas})
+        try:
+            stats = await self.bus.queue_stats(agents)
+        except Exception:  # only a hint: a young Kafka may have no group coordinator yet
+            return set()
+        found = set()
+        for queue in stats:
+            for consumer in queue.consumers:
+                proc = procs.get(consumer.name)
+                if consumer.name not in replicas or not proc or proc["statename"] != "RUNNING":
+                    continue
+                uptime_ms = (proc["now"] - proc["start"] + 1) * 1000
+                # Redis keeps a dead consumer's entry: only one seen since this process started counts
+                if consumer.idle_ms is None or consumer.idle_ms <= uptime_ms:
+                    found.add(consumer.name)
+        return found
+
+    def logged_serving(self, replicas: list[str], procs: Procs) -> set[str]:
+        found = set()
+        for name in replicas:
+            proc = procs.get(name)
+            if not proc or proc["statename"] not in ("STARTING", "RUNNING"):
+                continue
+            for text in read_tail(self.log_file(name), 50)[0]:
+                when = line_time(text)
+                if f"worker {name} serving agent" in text and when is not None and when >= proc["start"] - 1:
+                    found.add(name)
+        return found
+
+    def beaten(self, replicas: list[str], procs: Procs, agents: dict[str, AgentInfo]) -> set[str]:
+        found = set()
+        for name in replicas:
+            proc = procs.get(name)
+            info = agents.get(agent_of_service(service_of(name)) or "")
+            if not proc or not info or proc["statename"] != "RUNNING":
+                continue
+            ran = proc["now"] - proc["start"]
+            if ran >= 2 * self.heartbeat_s + 1 and info.last_heartbeat >= proc["start"]:
+                found.add(name)
+        return found
