@@ -1,0 +1,58 @@
+"""Every action in the command palette (ctrl+p), for people who would rather type than remember keys."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
+
+# (title, help, widget that runs it (None: the screen), action)
+ACTIONS: list[tuple[str, str, str | None, str]] = [
+    ("Start the stack", "Bring the stack up, or attach to the one running", None, "start_stack"),
+    ("Switch backend (Redis ⇄ Kafka)", "Move the stack to the other broker, with its waiting tasks", None, "switch_backend"),
+    ("Show Send", "Send a task to an agent", None, "show_tab('send')"),
+    ("Show Logs", "Follow a service's logs", None, "show_tab('logs')"),
+    ("Show Messages", "Live tap of the broker", None, "show_tab('messages')"),
+    ("Show Queues", "Partitions, consumers, lag", None, "show_tab('queues')"),
+    ("Scale service up", "Add a replica to the selected service", "#services", "scale(1)"),
+    ("Scale service down", "Remove a replica from the selected service", "#services", "scale(-1)"),
+    ("Restart service", "Restart every replica of the selected service", "#services", "restart"),
+    ("Follow service logs", "Show the selected service's logs", "#services", "logs"),
+    ("Kill -9 a replica", "SIGKILL one replica of the selected service, to watch redelivery", "#services", "kill"),
+    ("Send task", "Send the inputs to the chosen agent", "#send", "send"),
+    ("Use preset inputs", 'Put {"query": "test"} in the editor', "#send", "preset"),
+    ("Pause/resume logs", "Freeze the log view; lines keep arriving", "#logs", "pause"),
+    ("Clear logs", "Empty the log view", "#logs", "clear"),
+    ("Filter logs", "Show only lines containing some text", "#logs", "focus_filter"),
+    ("Pause/resume messages", "Freeze the message view; messages keep arriving", "#messages", "pause"),
+    ("Replay last N messages", "Tap again from N messages back", "#messages", "replay"),
+    ("Clear messages", "Empty the message view", "#messages", "clear"),
+    ("Filter messages", "Show only messages containing some text", "#messages", "focus_filter"),
+    ("Refresh queues", "Read queue depth and partition owners now", "#queues", "refresh"),
+    ("Help: keys", "The key table", None, "app.help"),
+    ("Quit", "Leave the stack running or take it down", None, "app.quit"),
+]
+
+
+class SandboxCommands(Provider):
+    """The sandbox's own actions, next to Textual's (themes, screenshot, keys)."""
+
+    async def _run(self, target: str | None, action: str) -> None:
+        try:
+            node = self.screen if target is None else self.screen.query_one(target)
+        except NoMatches:
+            self.app.notify("Not available here", severity="warning", timeout=3)
+            return
+        await node.run_action(action)
+
+    async def discover(self) -> Hits:
+        for title, help_text, target, action in ACTIONS:
+            yield DiscoveryHit(title, partial(self._run, target, action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, target, action in ACTIONS:
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), partial(self._run, target, action), help=help_text)

@@ -1,0 +1,224 @@
+"""The one screen: header, services, and the Send / Logs / Messages / Queues tabs.
+
+It owns the stack's lifecycle (launch, backend switch, take down) because those
+touch every panel; each panel owns its own polling and streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from functools import partial
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from sandbox.switch import PendingTasks
+from sandbox.tui.formatting import fmt_seconds
+from sandbox.tui.header_bar import HeaderBar
+from sandbox.tui.logs_view import LogsView
+from sandbox.tui.messages_view import MessagesView
+from sandbox.tui.queues_view import QueuesView
+from sandbox.tui.reporting import report
+from sandbox.tui.send_panel import SendPanel
+from sandbox.tui.services_panel import ServicesPanel
+from sandbox.tui.stack import Stack, stack_of
+from sandbox.tui.switch_dialog import FORCE, MIGRATE, SwitchDialog
+
+TABS = ("send", "logs", "messages", "queues")
+
+
+def other_backend(backend: str) -> str:
+    return "kafka" if backend == "redis" else "redis"
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("b", "switch_backend", "Redis⇄Kafka", tooltip="Switch the broker (asks first)"),
+        Binding("1", "show_tab('send')", "Send", show=False),
+        Binding("2", "show_tab('logs')", "Logs", show=False),
+        Binding("3", "show_tab('messages')", "Messages", show=False),
+        Binding("4", "show_tab('queues')", "Queues", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        yield ServicesPanel(id="services")
+        with TabbedContent(id="tabs", initial="send-tab"):
+            with TabPane("1 Send", id="send-tab"):
+                yield SendPanel(id="send", inputs_file=getattr(self.app, "inputs_file", None))
+            with TabPane("2 Logs", id="logs-tab"):
+                yield LogsView(id="logs")
+            with TabPane("3 Messages", id="messages-tab"):
+                yield MessagesView(id="messages")
+            with TabPane("4 Queues", id="queues-tab"):
+                yield QueuesView(id="queues")
+        yield Footer()
+
+    _launched = False  # the launch finished (well or not): outages are news from now on
+
+    @property
+    def header(self) -> HeaderBar:
+        return self.query_one(HeaderBar)
+
+    def on_mount(self) -> None:
+        stack = stack_of(self)
+        if stack is None:  # fixed data: tests and screenshots feed the widgets
+            return
+        self.header.set_runtime(stack.runtime_name)
+        self.header.set_backend(stack.requested_backend or stack.settings.queue_backend)
+        self.header.set_broker(stack.broker_address())
+        self.query_one(ServicesPanel).start_polling()
+        self.launch()
+
+    # -- progress from runtimes (they may call it from a thread) --------------------
+    def progress(self, line: str) -> None:
+        if threading.get_ident() == self.app._thread_id:
+            self.header.set_progress(line)
+        else:
+            self.app.call_from_thread(self.header.set_progress, line)
+
+    # -- launch ----------------------------------------------------------------
+    @work(exclusive=True, group="stack", exit_on_error=False)
+    async def launch(self) -> None:
+        stack = stack_of(self)
+        assert stack is not None
+        services = self.query_one(ServicesPanel)
+        self.header.set_progress("looking for a running stack…")
+        started = time.monotonic()
+        try:
+            backend = await stack.start(self.progress)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._launched = True
+            self.header.set_progress(None)
+            services.quiet = False
+            report(self, "Could not start the stack", error, timeout=30)
+            self.notify("Retry from the command palette (ctrl+p): Start the stack", timeout=30)
+            return
+        self._launched = True
+        self.header.set_progress(None)
+        services.quiet = False
+        how = "Attached to" if stack.attached else "Started"
+        took = "" if stack.attached else f" in {fmt_seconds(time.monotonic() - started)}"
+        self.notify(f"{how} the {backend.upper()} stack{took}", timeout=5)
+        wanted = stack.requested_backend
+        if stack.attached and wanted and wanted != backend:
+            self.notify(f"The running stack uses {backend.upper()}; press b to switch to {wanted.upper()}", severity="warning")
+        self.stack_ready(stack)
+
+    def action_start_stack(self) -> None:
+        """Launch again (after a failed start, or after the stack was stopped elsewhere)."""
+        stack = stack_of(self)
+        if stack is not None and not stack.switching:
+            self.launch()  # attaches (and reconnects) when a stack already runs
+
+    def stack_ready(self, stack: Stack) -> None:
+        """(Re)start everything that reads the broker, after launch or a switch."""
+        self.header.set_backend(stack.backend)
+        self.header.set_broker(stack.broker_address())
+        self.query_one(SendPanel).load_agents()
+        self.query_one(MessagesView).start_tap()
+        self.query_one(QueuesView).start_refresh()
+        self.query_one(ServicesPanel).poll()
+
+    # -- backend switch ----------------------------------------------------------
+    def action_switch_backend(self) -> None:
+        stack = stack_of(self)
+        if stack is None:
+            self.notify("No stack attached (showing fixed data)", severity="warning", timeout=3)
+            return
+        if stack.switching:
+            self.notify("Already switching; see the progress at the top", timeout=3)
+            return
+        if stack.backend is None:
+            self.notify("The stack is not up yet", severity="warning", timeout=3)
+            return
+        target = other_backend(stack.backend)
+        self.app.push_screen(SwitchDialog(stack.backend, target), partial(self._switch_chosen, target))
+
+    def _switch_chosen(self, target: str, choice: str | None) -> None:
+        if choice is not None:
+            self.switch(target, choice)
+
+    @work(exclusive=True, group="stack", exit_on_error=False)
+    async def switch(self, target: str, choice: str) -> None:
+        stack = stack_of(self)
+        assert stack is not None
+        source = stack.backend or "?"
+        self.app.workers.cancel_group(self.query_one(MessagesView), "tap")  # its broker is going away
+        self.header.set_progress(f"switching {source.upper()} → {target.upper()}…")
+        try:
+            result = await stack.switch(
+                target, migrate=choice == MIGRATE, force=choice == FORCE, progress=self.progress
+            )
+        except asyncio.CancelledError:
+            raise
+        except PendingTasks as error:  # tasks arrived after the dialog counted none
+            self.notify(
+                f"{error.count} tasks are waiting on {source.upper()}; press b and choose Migrate or Force",
+                severity="warning",
+                timeout=8,
+            )
+        except Exception as error:
+            report(self, f"Switch to {target.upper()} failed", error, timeout=20)
+        else:
+            moved = getattr(result, "moved", 0)
+            seconds = getattr(result, "seconds", 0.0)
+            extra = f", {moved} task{'s' if moved != 1 else ''} moved" if moved else ""
+            self.notify(f"Switched {source.upper()} → {target.upper()} in {fmt_seconds(seconds)}{extra}", timeout=8)
+        finally:
+            self.header.set_progress(None)
+        if stack.bus is not None:
+            self.stack_ready(stack)
+
+    # -- take down (from the quit dialog) --------------------------------------------
+    @work(exclusive=True, group="stack", exit_on_error=False)
+    async def take_down(self) -> None:
+        stack = stack_of(self)
+        assert stack is not None
+        self.app.workers.cancel_group(self.query_one(MessagesView), "tap")
+        self.app.workers.cancel_group(self.query_one(LogsView), "logs")
+        self.header.set_progress("taking the stack down…")
+        try:
+            await stack.down(self.progress)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.header.set_progress(None)
+            report(self, "Could not take the stack down", error, timeout=20)
+            return
+        self.app.exit()
+
+    # -- tabs ------------------------------------------------------------------
+    def action_show_tab(self, name: str) -> None:
+        self.query_one(TabbedContent).active = f"{name}-tab"
+        focus = {
+            "send": "#send-inputs",
+            "logs": "#log-lines",
+            "messages": "#tap-lines",
+            "queues": "#queues-table",
+        }[name]
+        self.query_one(focus).focus()
+
+    @on(ServicesPanel.ShowLogs)
+    def _show_logs(self, event: ServicesPanel.ShowLogs) -> None:
+        self.query_one(LogsView).follow(event.service)
+        self.action_show_tab("logs")
+
+    @on(ServicesPanel.Updated)
+    def _services_updated(self, event: ServicesPanel.Updated) -> None:
+        stack = stack_of(self)
+        busy = None
+        if stack is not None and stack.stopping:
+            busy = "stopping"
+        elif stack is not None and stack.switching:
+            busy = "switching"
+        elif stack is not None and stack.bus is None and not self._launched:
+            busy = "starting"
+        self.header.set_health(event.services, error=event.error, busy=busy)

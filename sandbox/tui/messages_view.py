@@ -1,0 +1,221 @@
+"""A live tap of every message on the broker, like kcat: tail from the end or replay the last N."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, Label, Select, Static
+
+from sandbox.bus import TapMessage
+from sandbox.tui.formatting import STATE_STYLES, clock, one_line, short_id
+from sandbox.tui.live_lines import LiveLines
+from sandbox.tui.message_detail import MessageDetail
+from sandbox.tui.reporting import describe
+from sandbox.tui.stack import stack_of
+
+ALL = "*"
+# (title, width); the payload takes what is left of the line.
+WIDE = (("time", 12), ("topic / stream", 23), ("task", 8), ("agent", 11), ("status", 7))
+NARROW = (("time", 8), ("topic / stream", 23), ("task", 8), ("status", 7))
+
+
+def payload_of(message: TapMessage) -> str:
+    doc = message.doc
+    if doc is None:
+        return one_line(message.raw)
+    if message.kind == "response":
+        return one_line(doc.get("error") or doc.get("result"))
+    if "payload" in doc:
+        return one_line(doc["payload"])
+    return one_line({k: v for k, v in doc.items() if k not in ("task_id", "created_at")})
+
+
+def search_text(message: TapMessage) -> str:
+    """What the text filter looks in: the names and the first bytes of the body."""
+    head = message.raw[:2048].decode("utf-8", "replace")
+    return f"{message.channel} {message.task_id or ''} {message.agent or ''} {message.status or ''} {head}".lower()
+
+
+class MessagesView(Vertical):
+    """Messages as they cross the broker; enter on one shows it whole."""
+
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("R", "replay", "Replay last N"),
+        Binding("c", "clear", "Clear"),
+    ]
+
+    def __init__(self, *, keep: int = 10_000, max_rows: int = 2_000, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.keep = keep
+        self.max_rows = max_rows
+        self.compact = False
+        self.channels: set[str] = set()
+        self._shown_channels: set[str] = set()
+        self._status = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="toolbar"):
+            yield Select([], prompt="all topics", id="tap-channel", compact=True)
+            yield Input(placeholder="filter messages…  (/)", id="tap-filter", compact=True)
+            yield Input("100", id="tap-last", type="integer", compact=True, tooltip="how many to replay")
+            yield Button("Replay", id="tap-replay", compact=True, tooltip="replay the last N messages (R)")
+            yield Button("Pause", id="tap-pause", compact=True)
+        yield Static(self._header(), id="tap-header")
+        self.live: LiveLines[TapMessage] = LiveLines(
+            self.render_message, keep=self.keep, max_rows=self.max_rows, id="tap-lines"
+        )
+        yield self.live
+        yield Label("", id="tap-status", classes="status-line")
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self._show_status)
+
+    # -- rendering ---------------------------------------------------------------
+    def _header(self) -> Text:
+        text = Text(style="bold")
+        for title, width in NARROW if self.compact else WIDE:
+            text.append(f"{title[:width]:<{width}} ")
+        text.append("payload")
+        return text
+
+    def render_message(self, message: TapMessage) -> Text:
+        columns = NARROW if self.compact else WIDE
+        time_text = clock(message.timestamp)[: columns[0][1]]
+        text = Text()
+        text.append(f"{time_text} ", style="dim")
+        text.append(f"{message.channel[:23]:<23} ", style=STATE_STYLES.get(message.kind, ""))
+        text.append(f"{short_id(message.task_id):<8} ")
+        if not self.compact:
+            text.append(f"{(message.agent or '')[:11]:<11} ")
+        status = message.status or ("-" if message.kind == "task" else "")
+        text.append(f"{status[:7]:<7} ", style=STATE_STYLES.get(status, ""))
+        text.append(payload_of(message), style="dim" if message.doc is None else "")
+        return text
+
+    def on_resize(self) -> None:
+        compact = self.size.width < 100
+        if compact != self.compact:
+            self.compact = compact
+            self.query_one("#tap-header", Static).update(self._header())
+            self.live.invalidate()
+
+    # -- data --------------------------------------------------------------------
+    def add_messages(self, messages: list[TapMessage]) -> None:
+        """Queue messages; the view folds them in every 100 ms."""
+        self.live.add(messages)
+        self.channels.update(m.channel for m in messages)
+
+    def flush(self) -> None:
+        self.live.flush()
+        self._show_status()
+
+    def _show_status(self, note: str | None = None) -> None:
+        if note is not None:
+            self._status = note
+        if self.channels != self._shown_channels:  # rare: a new topic appeared
+            self._shown_channels = set(self.channels)
+            select = self.query_one("#tap-channel", Select)
+            current = select.value
+            select.set_options([(c, c) for c in sorted(self.channels)])
+            if current in self.channels:
+                select.value = current
+        live = self.live
+        parts = [f"{live.received:,} received", f"{live.row_count:,} shown", f"{live.kept:,} kept"]
+        if live.paused:
+            parts.append(f"PAUSED ({live.held:,} new)")
+        if self._status:
+            parts.append(self._status)
+        self.query_one("#tap-status", Label).update(" · ".join(parts))
+
+    # -- the tap -------------------------------------------------------------------
+    @work(exclusive=True, group="tap", exit_on_error=False)
+    async def start_tap(self, last: int = 0) -> None:
+        """Tap the broker until cancelled; reconnects when the broker comes back."""
+        stack = stack_of(self)
+        if stack is None:
+            return
+        while True:
+            if stack.switching or stack.bus is None:
+                self._show_status("waiting for the broker")
+                await asyncio.sleep(1)
+                continue
+            self._show_status(f"tapping {stack.backend}" + (f" (replayed last {last})" if last else ""))
+            try:
+                count = 0
+                async for message in stack.tap(last=last):
+                    self.live.add((message,))
+                    self.channels.add(message.channel)
+                    count += 1
+                    if count % 256 == 0:  # a flood must not starve the UI
+                        await asyncio.sleep(0)
+                self._show_status("tap ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._show_status(f"tap lost: {describe(error)}")
+            last = 0
+            await asyncio.sleep(2)
+
+    # -- controls --------------------------------------------------------------
+    def _apply_filter(self) -> None:
+        channel = self.query_one("#tap-channel", Select).value
+        needle = self.query_one("#tap-filter", Input).value.strip().lower()
+        channel = channel if isinstance(channel, str) else None
+        if channel is None and not needle:
+            self.live.set_filter(None)
+            return
+
+        def matches(message: TapMessage) -> bool:
+            if channel is not None and message.channel != channel:
+                return False
+            return not needle or needle in search_text(message)
+
+        self.live.set_filter(matches)
+
+    @on(Select.Changed, "#tap-channel")
+    @on(Input.Changed, "#tap-filter")
+    def _filters_changed(self) -> None:
+        self._apply_filter()
+
+    @on(Input.Submitted, "#tap-filter")
+    def _filter_done(self) -> None:
+        self.live.focus()
+
+    @on(LiveLines.Selected, "#tap-lines")
+    def _open(self, event: LiveLines.Selected) -> None:
+        event.stop()
+        self.app.push_screen(MessageDetail(event.item))
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#tap-filter", Input).focus()
+
+    def action_pause(self) -> None:
+        self.live.set_paused(not self.live.paused)
+        self.query_one("#tap-pause", Button).label = "Resume" if self.live.paused else "Pause"
+        self._show_status()
+
+    def action_clear(self) -> None:
+        self.live.clear()
+        self._show_status()
+
+    def action_replay(self) -> None:
+        raw = self.query_one("#tap-last", Input).value
+        last = int(raw) if raw.strip().isdigit() else 100
+        self.live.clear()
+        self.start_tap(last)
+
+    @on(Input.Submitted, "#tap-last")
+    @on(Button.Pressed, "#tap-replay")
+    def _replay_pressed(self) -> None:
+        self.action_replay()
+
+    @on(Button.Pressed, "#tap-pause")
+    def _pause_pressed(self) -> None:
+        self.action_pause()

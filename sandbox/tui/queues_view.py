@@ -1,0 +1,133 @@
+"""Per agent: the stream or topic, what waits on it and which consumer owns what."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.timer import Timer
+from textual.widgets import DataTable, Label, Static
+
+from sandbox.bus import QueueStats
+from sandbox.tui.reporting import ErrorOnce, describe
+from sandbox.tui.stack import stack_of
+
+COLUMNS = ("Agent / consumer", "Topic / stream", "Parts", "Length", "Lag", "Pending", "Partitions owned / idle")
+
+
+def number(value: int, warn: bool = True) -> Text:
+    """Right-aligned; a waiting count above zero is yellow so it stands out."""
+    return Text(f"{value:,}", style="yellow" if warn and value > 0 else "", justify="right")
+
+
+def rows_for(stats: QueueStats) -> list[tuple[Text | str, ...]]:
+    """The agent's row, then one row per consumer under it."""
+    if not stats.exists:
+        return [(Text(stats.agent, style="bold"), stats.channel, "-", Text("missing", style="red"), "", "", "")]
+    parts = "-" if stats.partitions is None else str(stats.partitions)
+    idle = set(stats.idle_consumers)
+    count = len(stats.consumers)
+    consumers = f"{count} consumer{'s' if count != 1 else ''}" + (f", {len(idle)} idle" if idle else "")
+    rows: list[tuple[Text | str, ...]] = [
+        (
+            Text(stats.agent, style="bold"),
+            stats.channel,
+            parts,
+            number(stats.length, warn=False),
+            number(stats.lag),
+            number(stats.pending),
+            Text(consumers, style="yellow" if idle else "dim"),
+        )
+    ]
+    for consumer in stats.consumers:
+        if stats.partitions is None:
+            owns = Text(f"idle {consumer.idle_ms / 1000:.0f} s" if consumer.idle_ms is not None else "", style="dim")
+        elif consumer.name in idle:
+            owns = Text("idle: no partition", style="bold yellow")
+        else:
+            owns = Text(",".join(str(p) for p in sorted(consumer.partitions)))
+        rows.append((f"  └ {consumer.name}", "", "", "", "", number(consumer.pending), owns))
+    return rows
+
+
+def idle_warning(stats: list[QueueStats]) -> str:
+    lines = []
+    for s in stats:
+        if s.idle_consumers:
+            lines.append(
+                f"⚠ {s.agent}: {len(s.consumers)} consumers for {s.partitions} partitions — "
+                f"{len(s.idle_consumers)} idle ({', '.join(s.idle_consumers)}); scale down or add partitions"
+            )
+    return "\n".join(lines)
+
+
+class QueuesView(Vertical):
+    """Queue depth, lag and partition ownership, refreshed every 2 s."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._errors = ErrorOnce()
+        self._warned: set[str] = set()
+        self._timer: Timer | None = None
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="idle-warning")
+        yield DataTable(id="queues-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", id="queues-status", classes="status-line")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#queues-table", DataTable)
+        table.add_columns(*COLUMNS)
+        self.query_one("#idle-warning").display = False
+
+    def update_queues(self, stats: list[QueueStats]) -> None:
+        table = self.query_one("#queues-table", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for s in stats:
+            table.add_rows(rows_for(s))
+        if 0 <= row < table.row_count:
+            table.move_cursor(row=row, animate=False)
+        warning = idle_warning(stats)
+        banner = self.query_one("#idle-warning", Static)
+        banner.update(warning)
+        banner.display = bool(warning)
+        waiting = sum(s.waiting for s in stats)
+        self.query_one("#queues-status", Label).update(f"{len(stats)} queues · {waiting:,} tasks waiting")
+        # Say it once where people look, not only on this tab (live stacks only).
+        idle_now = {s.agent for s in stats if s.idle_consumers}
+        for agent in idle_now - self._warned if stack_of(self) is not None else ():
+            self.app.notify(next(line for line in warning.splitlines() if f" {agent}:" in line), severity="warning")
+        self._warned = idle_now
+
+    def action_refresh(self) -> None:
+        self.refresh_stats()
+
+    def start_refresh(self, every: float = 2.0) -> None:
+        """Refresh now and every few seconds (again after a switch: only once a timer)."""
+        self.refresh_stats()
+        if self._timer is None:
+            self._timer = self.set_interval(every, self.refresh_stats, name="refresh queues")
+
+    @work(group="queues", exit_on_error=False)
+    async def refresh_stats(self) -> None:
+        """One read of the queues; skipped while the last one is still running."""
+        stack = stack_of(self)
+        if stack is None or stack.switching or stack.bus is None or self._busy:
+            return
+        self._busy = True
+        bus = stack.bus
+        try:
+            stats = await stack.queue_stats(await stack.agent_names())
+        except Exception as error:  # shown once; the next refresh tries again
+            if stack.switching or stack.bus is not bus:
+                return  # the broker went away on purpose (a switch): not news
+            self._errors.failed(self, "Queues", error)
+            self.query_one("#queues-status", Label).update(f"unavailable: {describe(error)}")
+            return
+        finally:
+            self._busy = False
+        self._errors.ok(self, "Queues")
+        self.update_queues(stats)

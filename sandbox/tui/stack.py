@@ -1,0 +1,158 @@
+"""The one object the TUI does I/O through: a Runtime plus the Bus of its current backend.
+
+Widgets never import a broker client or a runtime; they call these coroutines
+from Textual workers. Failures should come as BusError or RuntimeFailure, but
+the workers catch anything: a broker hiccup must never end the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sandbox.bus import Bus, BusUnavailable, QueueStats, TapMessage, make_bus
+from sandbox.config import Settings, mask
+from sandbox.protocol import AGENTS, Response
+from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
+
+Progress = Callable[[str], None]
+
+
+class Stack:
+    """The running sandbox as the TUI sees it."""
+
+    def __init__(self, runtime: Runtime, settings: Settings, backend: str | None = None):
+        self.runtime = runtime
+        self.settings = settings
+        self.requested_backend = backend
+        self.backend: str | None = None
+        self.bus: Bus | None = None
+        self.switching = False
+        self.stopping = False  # taking the stack down: outages are expected
+        self.attached = False  # True when the stack was already running at launch
+        self._bus_lock = asyncio.Lock()
+
+    # -- what the header shows -------------------------------------------------
+    @property
+    def runtime_name(self) -> str:
+        return getattr(self.runtime, "name", type(self.runtime).__name__)
+
+    @property
+    def manages_processes(self) -> bool:
+        return bool(getattr(self.runtime, "manages_processes", True))
+
+    def broker_address(self, backend: str | None = None) -> str:
+        backend = backend or self.backend or self.requested_backend or self.settings.queue_backend
+        try:
+            address = self.runtime.bus_settings(backend).broker_address
+        except Exception:  # an address is decoration; never fail the header on it
+            address = self.settings.with_backend(backend).broker_address
+        return mask("BROKER", address)
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self, progress: Progress) -> str:
+        """Attach to the running stack, or bring one up; then connect the bus."""
+        running = await self.runtime.current_backend()
+        if running:
+            self.attached = True
+            backend = running
+            progress(f"attached to the running {backend} stack")
+        else:
+            backend = self.requested_backend or self.settings.queue_backend
+            progress(f"starting the {backend} stack…")
+            await self.runtime.up(backend, progress)
+        await self.connect(backend)
+        return backend
+
+    async def connect(self, backend: str) -> None:
+        async with self._bus_lock:
+            await self._close_bus()
+            bus = make_bus(self.runtime.bus_settings(backend), backend)
+            await bus.connect()
+            self.bus, self.backend = bus, backend
+
+    async def close(self) -> None:
+        async with self._bus_lock:
+            await self._close_bus()
+
+    async def _close_bus(self) -> None:
+        bus, self.bus = self.bus, None
+        if bus is not None:
+            try:
+                await asyncio.wait_for(bus.close(), 5)
+            except Exception:  # closing a broken connection may fail; it is gone either way
+                pass
+
+    async def down(self, progress: Progress) -> None:
+        self.stopping = True
+        try:
+            await self.close()
+            await self.runtime.down(progress)
+        finally:
+            self.stopping = False
+
+    def need_bus(self) -> Bus:
+        if self.bus is None:
+            state = "switching backend" if self.switching else "the broker is not connected yet"
+            raise BusUnavailable(f"cannot reach the broker: {state}")
+        return self.bus
+
+    # -- services --------------------------------------------------------------
+    async def services(self) -> list[ServiceStatus]:
+        return await self.runtime.services()
+
+    async def scale(self, service: str, replicas: int) -> None:
+        await self.runtime.scale(service, replicas)
+
+    async def restart(self, service: str) -> None:
+        await self.runtime.restart(service)
+
+    async def kill_replica(self, service: str, replica: int) -> None:
+        await self.runtime.kill_replica(service, replica)
+
+    def logs(self, service: str, tail: int = 200) -> AsyncIterator[LogLine]:
+        return self.runtime.logs(service, tail=tail, follow=True)
+
+    # -- bus -----------------------------------------------------------------
+    async def agent_names(self) -> list[str]:
+        """The live registry, with the standard agents when it is empty."""
+        registry = await self.need_bus().agents()
+        names = sorted(registry)
+        return names or list(AGENTS)
+
+    async def request(self, agent: str, payload: Any, timeout: float) -> Response:
+        return await self.need_bus().request(agent, payload, timeout=timeout)
+
+    async def queue_stats(self, agents: list[str] | None = None) -> list[QueueStats]:
+        return await self.need_bus().queue_stats(agents or list(AGENTS))
+
+    def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
+        return self.need_bus().tap(last=last)
+
+    # -- backend switch (sandbox/switch.py does the work) -------------------------
+    async def count_pending(self) -> dict[str, int]:
+        from sandbox.switch import count_pending
+
+        return await count_pending(self.runtime)
+
+    async def switch(self, target: str, *, migrate: bool, force: bool, progress: Progress) -> Any:
+        """Switch brokers; the bus is reconnected to whichever backend runs afterwards."""
+        from sandbox.switch import switch_backend
+
+        self.switching = True
+        try:
+            await self.close()
+            try:
+                return await switch_backend(self.runtime, target, migrate=migrate, force=force, progress=progress)
+            finally:
+                now = await self.runtime.current_backend()
+                if now:
+                    await self.connect(now)
+        finally:
+            self.switching = False
+
+
+def stack_of(node: Any) -> Stack | None:
+    """The app's Stack, or None when the app shows fixed data (tests, screenshots)."""
+    return getattr(node.app, "stack", None)
