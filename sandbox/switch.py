@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sandbox.bus import Bus, make_bus
-from sandbox.config import write_env
 from sandbox.protocol import AGENTS, agent_of_channel
 from sandbox.runtime.base import Progress, Runtime, StackNotRunning, no_progress
 
@@ -88,7 +86,6 @@ async def switch_backend(
     migrate: bool = False,
     force: bool = False,
     keep_old: bool = False,
-    env_file: Path | None = None,
     progress: Progress = no_progress,
 ) -> SwitchReport:
     started = time.perf_counter()
@@ -112,7 +109,7 @@ async def switch_backend(
         async with make_bus(runtime.bus_settings(source)) as old, make_bus(runtime.bus_settings(target)) as new:
             report.per_agent = await migrate_pending(old, new, progress)
         report.moved = sum(report.per_agent.values())
-    _record_backend(runtime, target, env_file)
+    runtime.record_backend(target)
     progress(f"starting the api and workers on {target}")
     await runtime.start_apps(target, progress)
     if not keep_old:
@@ -121,10 +118,3 @@ async def switch_backend(
     report.seconds = time.perf_counter() - started
     return report
 
-
-def _record_backend(runtime: Runtime, target: str, env_file: Path | None) -> None:
-    """QUEUE_BACKEND and the matching address go to `.env`, as the guide's steps do by hand."""
-    path = env_file or runtime.settings.env_file or Path(".env")
-    settings = runtime.bus_settings(target)
-    url_key, url = ("KAFKA_BOOTSTRAP", settings.kafka_bootstrap) if target == "kafka" else ("REDIS_URL", settings.redis_url)
-    write_env(path, {"QUEUE_BACKEND": target, url_key: url})

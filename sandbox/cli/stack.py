@@ -242,7 +242,7 @@ async def switch(ctx: Context, backend: str | None, migrate: bool, force: bool, 
     target = backend or ("kafka" if current == "redis" else "redis")
     try:
         report = await switch_backend(runtime, target, migrate=migrate, force=force, keep_old=keep_old,
-                                      env_file=runtime.settings.env_file, progress=progress_line)
+                                      progress=progress_line)
     except PendingTasks as exc:
         raise Failed(str(exc)) from None
     click.echo(report.summary())

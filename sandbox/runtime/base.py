@@ -150,3 +150,7 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
         """Start the api and workers on a backend (recording it as the current one)."""
+
+    def record_backend(self, backend: str) -> None:
+        """Write the backend in use where this runtime's users configure it (a no-op by default)."""
+        return None

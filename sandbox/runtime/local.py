@@ -29,7 +29,7 @@ from sandbox.brokers.errors import BrokerError
 from sandbox.brokers.kafka import wait_kafka_ready
 from sandbox.brokers.redis_server import wait_redis_ready
 from sandbox.bus import BusError, make_bus
-from sandbox.config import ConfigError, Settings, check_backend
+from sandbox.config import ConfigError, Settings, check_backend, write_env
 from sandbox.protocol import AGENTS, BACKENDS
 from sandbox.runtime import procscan
 from sandbox.runtime.base import (
@@ -345,6 +345,15 @@ class LocalRuntime(Runtime):
             await self._require_running()
             progress("stopping the workers and the api")
             await self._apply([], remove=[n for n in configured_programs(self.dir) if n not in BACKENDS])
+
+    def record_backend(self, backend: str) -> None:
+        """QUEUE_BACKEND and the broker's address go to the project's `.env`, as the guide does by hand."""
+        settings = self.bus_settings(backend)
+        key, address = ("KAFKA_BOOTSTRAP", settings.kafka_bootstrap) if backend == "kafka" else ("REDIS_URL", settings.redis_url)
+        try:
+            write_env(Path(self.settings.env_file or self.project_dir / ".env"), {"QUEUE_BACKEND": backend, key: address})
+        except ConfigError as exc:
+            raise RuntimeFailure(f"{exc}: fix that line of the .env file and retry") from None
 
     async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
         """Start (or bring in line) the api and every worker replica on a backend, and wait for them."""
