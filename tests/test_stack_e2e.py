@@ -68,7 +68,8 @@ def test_the_coordinator_runs_the_four_step_workflow_over_the_bus(stack) -> None
 def test_every_agent_answers_and_is_registered(stack) -> None:
     backend, url, _ = stack
     agents = httpx.get(f"{url}/api/v1/agents", timeout=10).json()["agents"]
-    assert sorted(a["name"] for a in agents) == sorted(AGENTS)
+    # The session's broker also holds other tests' agents: the five must be among them.
+    assert set(AGENTS) <= {a["name"] for a in agents}
     for agent in AGENTS:
         body = {"workflow_name": "each", "initial_task": {"agent": agent, "inputs": {"query": "q", "report": "Report on q. Key point: k"}}}
         reply = httpx.post(f"{url}/api/v1/run", json=body, timeout=60)
