@@ -43,6 +43,8 @@ class MainScreen(Screen[None]):
         Binding("2", "show_tab('logs')", "Logs", show=False),
         Binding("3", "show_tab('messages')", "Messages", show=False),
         Binding("4", "show_tab('queues')", "Queues", show=False),
+        # From anywhere, not only from inside the form: the Send tab comes up and sends.
+        Binding("ctrl+s", "send_task", "Send", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -58,6 +60,10 @@ class MainScreen(Screen[None]):
             with TabPane("4 Queues", id="queues-tab"):
                 yield QueuesView(id="queues")
         yield Footer()
+
+    def action_send_task(self) -> None:
+        self.query_one(TabbedContent).active = "send-tab"
+        self.query_one(SendPanel).action_send()
 
     _launched = False  # the launch finished (well or not): outages are news from now on
 
