@@ -76,11 +76,19 @@ class Worker:
         )
 
     async def heartbeat(self) -> None:
+        failing_since: float | None = None
         while not self.stop.is_set():
             try:
                 await self.bus.register_agent(self.info())
+                if failing_since is not None:
+                    log.warning("heartbeat ok again after %.1fs", time.monotonic() - failing_since)
+                    failing_since = None
             except Exception as exc:  # the broker may be restarting; the next beat retries
-                log.warning("heartbeat failed: %s", exc)
+                if failing_since is None:  # once per outage, not once per beat
+                    failing_since = time.monotonic()
+                    log.warning("heartbeat failed (%s); retrying every %gs", exc, self.settings.heartbeat_s)
+                else:
+                    log.debug("heartbeat failed again: %s", exc)
             try:
                 await asyncio.wait_for(self.stop.wait(), self.settings.heartbeat_s)
             except asyncio.TimeoutError:
@@ -105,8 +113,8 @@ class Worker:
         log.info("worker %s stopped cleanly", self.worker_id)
 
 
-async def run_worker(agent_name: str, settings: Settings, worker_id: str | None = None) -> None:
-    agent = load_agent(agent_name, agents_dir(settings.agents_dir))
+async def run_worker(agent_name: str | Agent, settings: Settings, worker_id: str | None = None) -> None:
+    agent = agent_name if isinstance(agent_name, Agent) else load_agent(agent_name, agents_dir(settings.agents_dir))
     bus = make_bus(settings)
     worker_id = worker_id or default_worker_id(agent.name)
     bus.worker_id = worker_id
@@ -144,12 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
-    try:
+    try:  # bad configuration or agent: exit 2 with one line
         settings = load_settings()
-        asyncio.run(run_worker(argv[0], settings))
+        agent = load_agent(argv[0], agents_dir(settings.agents_dir))
     except (ConfigError, AgentNotFound, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:  # anything else is a bug and keeps its traceback (supervisor restarts the worker)
+        asyncio.run(run_worker(agent, settings))
     except BusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -9,9 +9,10 @@ agent registry lives in a compacted topic so it survives restarts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -21,8 +22,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import (
+    InvalidPartitionsError,
     KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     TopicAlreadyExistsError,
 )
@@ -39,7 +42,16 @@ from sandbox.bus.base import (
     QueueStats,
     TapMessage,
 )
-from sandbox.bus.common import Backoff, ResponseWaiters, answer, check_size, describe_message
+from sandbox.bus.common import (
+    Backoff,
+    BrokerWatch,
+    RepeatFilter,
+    ResponseWaiters,
+    answer,
+    check_size,
+    describe_message,
+    tcp_probe,
+)
 from sandbox.config import Settings
 from sandbox.protocol import (
     KAFKA_DLQ,
@@ -61,6 +73,49 @@ log = logging.getLogger("sandbox.bus.kafka")
 RESPONSES_CACHED = 10_000  # recent responses kept by a client, for get_response()
 COMMIT_EVERY_S = 0.1
 REVOKE_WAIT_S = 10.0  # how long a rebalance waits for in-flight tasks of revoked partitions
+METADATA_MAX_AGE_MS = 5_000
+GIVE_UP_AFTER_STOP_S = 10.0  # a stopping worker stops retrying a publish after this
+
+
+_QUIET = RepeatFilter()
+
+
+def _quiet_aiokafka() -> None:
+    """One line per kind of aiokafka connection error while the broker is away, not ten a second."""
+    for name in [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]:
+        logger = logging.getLogger(name)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
+
+
+def _unavailable(fn):  # type: ignore[no-untyped-def]
+    """Kafka client errors become BusError/BusUnavailable: the API answers 503, the CLI one line."""
+
+    @functools.wraps(fn)
+    async def guarded(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return await fn(self, *args, **kwargs)
+        except MessageSizeTooLargeError as exc:
+            raise MessageTooLarge(f"Kafka refused the message as too large: {exc}") from None
+        except (KafkaConnectionError, OSError) as exc:
+            raise BusUnavailable(f"lost Kafka at {self.bootstrap}: {exc or type(exc).__name__}") from None
+        except KafkaError as exc:
+            if getattr(exc, "retriable", False) or isinstance(exc, KafkaTimeoutError):
+                raise BusUnavailable(f"Kafka at {self.bootstrap} is not ready: {exc or type(exc).__name__}") from None
+            raise BusError(f"Kafka at {self.bootstrap} refused: {exc or type(exc).__name__}") from None
+
+    return guarded
+
+
+def _addresses(bootstrap: str) -> list[tuple[str, int]]:
+    found = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        try:
+            found.append((host.strip("[]") or "127.0.0.1", int(port)))
+        except ValueError:
+            continue
+    return found
 
 
 def _headers(**values: Any) -> list[tuple[str, bytes]]:
@@ -92,6 +147,12 @@ class KafkaBus(Bus):
         self._registry_task: asyncio.Task[None] | None = None
         self._registry_ready = asyncio.Event()
         self._closing: list[AIOKafkaConsumer] = []
+        self.watch = BrokerWatch(f"Kafka at {self.bootstrap}", self._probe, log)
+        self._watch_task: asyncio.Task[None] | None = None
+        _quiet_aiokafka()
+
+    async def _probe(self) -> None:
+        await tcp_probe(_addresses(self.bootstrap))
 
     # -- connection settings -------------------------------------------------
     def client_options(self) -> dict[str, Any]:
@@ -128,13 +189,16 @@ class KafkaBus(Bus):
         if self._producer is not None:
             return
         # acks=all: an acknowledged message survives the loss of the leader.
-        producer = AIOKafkaProducer(acks="all", linger_ms=0, max_request_size=1_048_576, **self.client_options())
+        # metadata_max_age_ms: spread tasks over partitions added later within seconds (default: 5 minutes).
+        producer = AIOKafkaProducer(acks="all", linger_ms=0, max_request_size=1_048_576,
+                                    metadata_max_age_ms=METADATA_MAX_AGE_MS, **self.client_options())
         try:
             await producer.start()
         except (KafkaError, OSError) as exc:
             await producer.stop()
             raise BusUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
         self._producer = producer
+        self._watch_task = asyncio.create_task(self.watch.run(), name="kafka-watch")
 
     async def admin(self) -> AIOKafkaAdminClient:
         if self._admin is None:
@@ -147,11 +211,11 @@ class KafkaBus(Bus):
         return self._admin
 
     async def close(self) -> None:
-        for task in (self._listener, self._registry_task):
+        for task in (self._listener, self._registry_task, self._watch_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._listener = self._registry_task = None
+        self._listener = self._registry_task = self._watch_task = None
         self._waiters.fail_all(BusUnavailable("the bus was closed"))
         if self._admin is not None:
             await self._admin.close()
@@ -161,12 +225,15 @@ class KafkaBus(Bus):
             self._producer = None
 
     async def ping(self) -> bool:
+        if await self.watch.unavailable():
+            return False
         try:
-            await (await self.admin()).list_topics()
+            await asyncio.wait_for((await self.admin()).list_topics(), 10.0)
             return True
-        except (KafkaError, OSError, BusError):
+        except (KafkaError, OSError, BusError, asyncio.TimeoutError):
             return False
 
+    @_unavailable
     async def ensure_topology(self, agents: Iterable[str], partitions: int | None = None) -> None:
         """Task topics with N partitions (so replicas share work), responses, DLQ, registry."""
         partitions = partitions or self.settings.kafka_partitions
@@ -188,20 +255,28 @@ class KafkaBus(Bus):
             if topic.name in existing:
                 await self._grow(topic.name, partitions)
 
+    @_unavailable
     async def add_partitions(self, agent: str, total: int) -> int:
-        return await self._grow(kafka_topic(agent), total)
+        now = await self._grow(kafka_topic(agent), total)
+        if self._producer is not None:  # this client sends to the new partitions at once
+            await self._producer.client.force_metadata_update()
+        return now
 
     async def _grow(self, topic: str, total: int) -> int:
         """Grow a topic to `total` partitions (Kafka never shrinks one); returns the count after."""
         current = await self._partition_count(topic)
         if current and current < total:
-            await (await self.admin()).create_partitions({topic: NewPartitions(total_count=total)})
+            try:
+                await (await self.admin()).create_partitions({topic: NewPartitions(total_count=total)})
+            except InvalidPartitionsError:  # another replica, starting at the same time, grew it first
+                return await self._partition_count(topic)
             return total
         return current
 
     async def _partition_count(self, topic: str) -> int:
         return len(await self._partitions(topic))
 
+    @_unavailable
     async def channels(self) -> list[str]:
         topics = await (await self.admin()).list_topics()
         return sorted(t for t in topics if t.startswith(KAFKA_TASKS_PREFIX) or t == KAFKA_RESPONSES)
@@ -209,13 +284,17 @@ class KafkaBus(Bus):
     # -- tasks and responses -------------------------------------------------
     async def _send(self, topic: str, raw: bytes, key: str | None, headers: list[tuple[str, bytes]] | None = None) -> None:
         check_size(raw)
+        down = await self.watch.unavailable()
+        if down:  # fail at once (the API: 503) instead of waiting out the producer's timeout
+            raise BusUnavailable(down)
         try:
             await self.producer.send_and_wait(topic, raw, key=key.encode() if key else None, headers=headers)
         except MessageSizeTooLargeError as exc:
             raise MessageTooLarge(f"Kafka refused a {len(raw):,}-byte message: {exc}") from None
-        except KafkaConnectionError as exc:
-            raise BusUnavailable(f"lost Kafka at {self.bootstrap}: {exc}") from None
+        except (KafkaConnectionError, KafkaTimeoutError) as exc:
+            raise BusUnavailable(f"lost Kafka at {self.bootstrap}: {exc or type(exc).__name__}") from None
 
+    @_unavailable
     async def publish_task(self, agent: str, payload: Any, *, task_id: str | None = None) -> Task:
         task = Task(agent_name=agent, payload=payload)
         if task_id:
@@ -223,9 +302,11 @@ class KafkaBus(Bus):
         await self._send(kafka_topic(agent), task.encode(), task.task_id)
         return task
 
+    @_unavailable
     async def publish_raw(self, agent: str, raw: bytes, *, key: str | None = None) -> None:
         await self._send(kafka_topic(agent), raw, key)
 
+    @_unavailable
     async def publish_response(self, response: Response) -> None:
         await self._send(KAFKA_RESPONSES, response.encode(), response.task_id)
 
@@ -246,6 +327,7 @@ class KafkaBus(Bus):
         finally:
             self._forget(task_id)
 
+    @_unavailable
     async def get_response(self, task_id: str) -> Response | None:
         await self._ensure_listener()
         return self._recent.get(task_id)
@@ -278,9 +360,16 @@ class KafkaBus(Bus):
             await consumer.stop()
             raise
         self._listening.set()
+        backoff = Backoff()
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                try:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                except KafkaError as exc:  # keep our positions: nothing published meanwhile is missed
+                    log.warning("response listener: %s; retrying in %.1fs", exc or type(exc).__name__, backoff.delay)
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
                 for records in batches.values():
                     for record in records:
                         self._deliver(record.value)
@@ -352,6 +441,7 @@ class KafkaBus(Bus):
         )
 
     # -- registry ------------------------------------------------------------
+    @_unavailable
     async def register_agent(self, info: AgentInfo) -> None:
         await self._send(KAFKA_REGISTRY, info.to_json(), info.name)
 
@@ -373,8 +463,15 @@ class KafkaBus(Bus):
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
+            backoff = Backoff()
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                try:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                except KafkaError as exc:  # the registry we have stays; follow again once Kafka is back
+                    log.warning("registry follower: %s; retrying in %.1fs", exc or type(exc).__name__, backoff.delay)
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
                 for records in batches.values():
                     for record in records:
                         self._apply_registry(record.key, record.value)
@@ -399,6 +496,7 @@ class KafkaBus(Bus):
             log.warning("registry entry %r is not JSON; ignored", name)
 
     # -- inspection ----------------------------------------------------------
+    @_unavailable
     async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]:
         agents = list(agents)
         consumer = self._consumer()
@@ -418,8 +516,7 @@ class KafkaBus(Bus):
         stats.partitions = len(partitions)
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
-        admin = await self.admin()
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        committed = await self._committed_offsets(group, partitions)
         stats.length = sum(ends[tp] - starts[tp] for tp in partitions)
         for tp in partitions:
             done = committed.get(tp)
@@ -427,6 +524,34 @@ class KafkaBus(Bus):
             stats.lag += max(0, ends[tp] - offset)
         stats.consumers = await self._members(group, topic)
         return stats
+
+    async def _committed_offsets(self, group: str, partitions: list[TopicPartition], timeout: float = 15.0) -> dict:
+        """A group's committed offsets, waiting out a coordinator that is still loading (a fresh broker)."""
+        backoff = Backoff(first=0.2, most=1.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await (await self.admin()).list_consumer_group_offsets(group, partitions=partitions)
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise
+                await backoff.sleep()
+
+    async def _wait_group_empty(self, group: str, topic: str, timeout: float = 30.0) -> None:
+        """Commits from outside the group are refused while it has members: wait for the last to go.
+
+        A worker killed with -9 stays a member until its session times out (10 s).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            members = await self._members(group, topic)
+            if not members:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(m.name for m in members)
+                raise BusError(f"consumer group {group} still has members ({names}): stop its workers first")
+            log.info("waiting for %d member(s) of %s to leave or time out", len(members), group)
+            await asyncio.sleep(1.0)
 
     async def _members(self, group: str, topic: str) -> list[ConsumerInfo]:
         """Who is in the group and which partitions each owns."""
@@ -452,11 +577,18 @@ class KafkaBus(Bus):
                 for message in await self._tap_replay(consumer, assigned, last):
                     yield message
             next_scan = time.monotonic() + 5.0
+            backoff = Backoff()
             while True:
-                if time.monotonic() >= next_scan:  # topics of agents that appeared later
-                    assigned = await self._tap_assign(consumer, assigned, 0, new_from_start=True)
-                    next_scan = time.monotonic() + 5.0
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                try:
+                    if time.monotonic() >= next_scan:  # topics of agents that appeared later
+                        assigned = await self._tap_assign(consumer, assigned, 0, new_from_start=True)
+                        next_scan = time.monotonic() + 5.0
+                    batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                except (KafkaError, BusError, OSError) as exc:  # go on from our positions once Kafka is back
+                    log.warning("tap: %s; retrying in %.1fs", exc or type(exc).__name__, backoff.delay)
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
                 for records in batches.values():
                     for record in records:
                         yield self._tap_message(record)
@@ -501,6 +633,7 @@ class KafkaBus(Bus):
             message.status = "dead: " + _header(record.headers, "reason")
         return message
 
+    @_unavailable
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         consumer = self._consumer()
         await consumer.start()
@@ -526,14 +659,19 @@ class KafkaBus(Bus):
         finally:
             await consumer.stop()
 
+    @_unavailable
     async def requeue_dead_letter(self, dead: DeadLetter) -> None:
         # A Kafka log cannot delete one record: the replayed copy is what counts.
         await self._send(dead.source, dead.raw, None, _headers(requeued_from=dead.id))
 
     # -- migration -----------------------------------------------------------
+    @_unavailable
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int:
         """From the group's committed offsets to the end, without joining the group."""
         topic, group = kafka_topic(agent), kafka_group(agent)
+        if not await self._partitions(topic):
+            return 0
+        await self._wait_group_empty(group, topic)
         consumer = self._consumer(group=group)
         await consumer.start()
         moved = 0
@@ -583,6 +721,11 @@ class _TopicConsumer:
         # What the previous owner left: (committed offset, fetched up to, its count).
         self.previous: dict[TopicPartition, tuple[int, int, int]] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self.stop = asyncio.Event()
+        self.held: deque[tuple[TopicPartition, Any]] = deque()  # redeliveries waiting to run alone
+        # Records handed to the handler (or about to be, right after the next commit).
+        self.attempting: set[tuple[TopicPartition, int]] = set()
+        self.revoking: set[TopicPartition] = set()  # no new work starts on these during a rebalance
 
     def delivery_count(self, tp: TopicPartition, offset: int) -> int:
         committed, upto, count = self.previous.get(tp, (0, 0, 0))
@@ -596,7 +739,10 @@ class _TopicConsumer:
         for tp, after in self.fetched.items():
             open_offsets = self.open.get(tp) or {}
             offset = min(open_offsets) if open_offsets else after
-            metadata = orjson.dumps({"upto": after, "n": open_offsets.get(offset, 0), "by": self.name}).decode()
+            count = open_offsets.get(offset, 0)
+            if count and (tp, offset) not in self.attempting:
+                count -= 1  # held back, not tried yet: its next owner must not count this as a delivery
+            metadata = orjson.dumps({"upto": after, "n": count, "by": self.name}).decode()
             if self.committed.get(tp) != (offset, metadata):
                 offsets[tp] = (offset, metadata)
         return offsets
@@ -620,7 +766,7 @@ class _TopicConsumer:
         if not assigned:
             return
         try:
-            found = await (await self.bus.admin()).list_consumer_group_offsets(self.group, partitions=assigned)
+            found = await self.bus._committed_offsets(self.group, assigned, timeout=5.0)
         except (KafkaError, BusError) as exc:
             log.warning("cannot read committed offsets (%s); delivery counts start at 1", exc)
             return
@@ -634,6 +780,7 @@ class _TopicConsumer:
                 continue
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
         backoff = Backoff()
         while not stop.is_set():
             self.consumer = self.bus._consumer(
@@ -643,14 +790,16 @@ class _TopicConsumer:
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,
                 fetch_max_wait_ms=100,
+                # See partitions added to the topic within seconds, not aiokafka's default 5 minutes.
+                metadata_max_age_ms=METADATA_MAX_AGE_MS,
             )
             try:
                 await self.consumer.start()
                 self.consumer.subscribe([self.topic], listener=_Rebalance(self))
                 backoff.reset()
                 await self._loop(stop)
-            except (KafkaConnectionError, OSError) as exc:
-                log.warning("lost Kafka (%s); reconnecting in %.1fs", exc, backoff.delay)
+            except (KafkaError, OSError) as exc:  # never crash the worker on a broker-side failure
+                log.warning("lost Kafka (%s); reconnecting in %.1fs", exc or type(exc).__name__, backoff.delay)
                 await backoff.sleep_or(stop)
             finally:
                 await self._finish_inflight()
@@ -659,37 +808,72 @@ class _TopicConsumer:
                 self.open.clear()
                 self.fetched.clear()
                 self.committed.clear()
+                self.held.clear()
+                self.attempting.clear()
+                self.revoking.clear()
 
     async def _loop(self, stop: asyncio.Event) -> None:
         assert self.consumer is not None
         next_commit = time.monotonic() + COMMIT_EVERY_S
         while not stop.is_set():
             free = self.concurrency - len(self.inflight)
-            if free <= 0:
+            if self.held:  # nothing new is fetched until every held record had its turn alone
+                await self._run_held_alone()
+                if self.inflight:
+                    await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=0.2)
+            elif free <= 0:
                 await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=0.2)
             else:
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=free)
                 # Fetching may start before the rebalance callback ran: learn here.
                 await self.learn_previous([tp for tp in batches if tp not in self.previous])
+                # A rebalance may run at any await: keep only partitions still ours.
+                owned = self.consumer.assignment()
+                batches = {tp: records for tp, records in batches.items() if tp in owned and tp not in self.revoking}
                 for tp, records in batches.items():
                     for record in records:
                         self._track(tp, record)
                 if batches:
-                    # Record what we took before working on it: a task that kills
-                    # its worker is then known as a redelivery by the next one.
-                    await self.commit()
-                    for tp, records in batches.items():
-                        for record in records:
+                    # Record what we take before working on it (the commit below): a
+                    # task that kills its worker is then known as a redelivery by the next.
+                    fetched = [(tp, r) for tp, records in batches.items() for r in records]
+                    if any(self.open[tp][r.offset] > 1 for tp, r in fetched):
+                        # The previous owner died with some of these in flight: one may be
+                        # what killed it. Run them one by one, so that only the culprit
+                        # counts its deliveries up and its neighbours are answered.
+                        self.held.extend(sorted(fetched, key=lambda pair: (pair[0].partition, pair[1].offset)))
+                        await self.commit()  # not attempted: their counts stay as they are
+                    else:
+                        self.attempting.update((tp, r.offset) for tp, r in fetched)
+                        await self.commit()
+                        for tp, record in fetched:
                             self._start(tp, record)
             if time.monotonic() >= next_commit:
                 await self.commit()
                 next_commit = time.monotonic() + COMMIT_EVERY_S
+
+    async def _run_held_alone(self) -> None:
+        """Start the next held record, with nothing else in flight, once its attempt is committed.
+
+        The commit makes it the partition's committed offset with its own count: if it
+        kills this worker, the next owner charges it, and only it, one more delivery.
+        """
+        while self.held and not self.inflight:
+            tp, record = self.held.popleft()
+            if record.offset not in self.open.get(tp, {}):  # revoked meanwhile
+                continue
+            self.attempting.add((tp, record.offset))
+            await self.commit()
+            self._start(tp, record)
+            return
 
     def _track(self, tp: TopicPartition, record: Any) -> None:
         self.open.setdefault(tp, {})[record.offset] = self.delivery_count(tp, record.offset)
         self.fetched[tp] = max(self.fetched.get(tp, 0), record.offset + 1)
 
     def _start(self, tp: TopicPartition, record: Any) -> None:
+        if tp in self.revoking or record.offset not in self.open.get(tp, {}):
+            return  # its partition is being (or was) handed over: the next owner does it
         count = self.open[tp][record.offset]
         task = asyncio.create_task(self._handle(tp, record, count))
         self.inflight[(tp, record.offset)] = task
@@ -705,41 +889,73 @@ class _TopicConsumer:
         try:
             task = decode_task(raw)
         except DecodeError as exc:
-            log.warning("message %s:%d on %s sent to %s: %s", tp.partition, record.offset, self.topic, KAFKA_DLQ, exc)
-            await self._retrying(lambda: self.bus.dead_letter(self.topic, raw, str(exc), count, key))
-            self._done(tp, record.offset)
+            reason = str(exc)
+            log.warning("message %s:%d on %s sent to %s: %s", tp.partition, record.offset, self.topic, KAFKA_DLQ, reason)
+            if await self._retrying(lambda: self.bus.dead_letter(self.topic, raw, reason, count, key)):
+                self._done(tp, record.offset)
             return
         if count > 1:
             log.info("task %s redelivered (delivery %d)", task.task_id, count)
         response, dead = await answer(self.handler, task, count, self.max_deliveries)
         if dead:
             attempts = response.delivery_count or count
-            await self._retrying(lambda: self.bus.dead_letter(self.topic, raw, dead, attempts, key))
-        await self._retrying(lambda: self.bus.publish_response(response))
-        self._done(tp, record.offset)
+            if not await self._retrying(lambda: self.bus.dead_letter(self.topic, raw, dead, attempts, key)):
+                return
+        if await self._retrying(lambda: self.bus.publish_response(response)):
+            self._done(tp, record.offset)
 
-    async def _retrying(self, send: Callable[[], Awaitable[None]]) -> None:
-        """Publishing must not give up while the broker restarts: the task stays open."""
+    async def _retrying(self, send: Callable[[], Awaitable[None]]) -> bool:
+        """Publishing must not give up while the broker restarts: the task stays open.
+
+        A worker told to stop gives up after GIVE_UP_AFTER_STOP_S; the offset is
+        then not committed and the partition's next owner does the task again.
+        """
         backoff = Backoff()
+        attempt = 0
+        stopping_since: float | None = None
         while True:
             try:
                 await send()
-                return
-            except (BusUnavailable, KafkaError) as exc:
-                log.warning("publish failed (%s); retrying in %.1fs", exc, backoff.delay)
-                await backoff.sleep()
+                if attempt:
+                    log.info("published after %d retries", attempt)
+                return True
+            except (BusError, KafkaError) as exc:
+                if self.stop.is_set():
+                    stopping_since = stopping_since or time.monotonic()
+                    if time.monotonic() - stopping_since > GIVE_UP_AFTER_STOP_S:
+                        log.warning("not published before stopping (%s); left uncommitted for the next owner", exc)
+                        return False
+                attempt += 1
+                log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
+                        "publish failed (%s); retrying until Kafka takes it", exc or type(exc).__name__)
+                if self.bus.watch.reachable:
+                    await backoff.sleep()
+                else:  # retry the moment the broker is back, not up to a backoff later
+                    await self.bus.watch.wait_up(backoff._advance())
 
     def _done(self, tp: TopicPartition, offset: int) -> None:
+        self.attempting.discard((tp, offset))
         open_offsets = self.open.get(tp)
         if open_offsets is not None:
             open_offsets.pop(offset, None)
 
     async def _finish_inflight(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         keep = set(partitions) if partitions is not None else None
-        tasks = [t for (tp, _), t in self.inflight.items() if keep is None or tp in keep]
-        if tasks:
-            log.info("finishing %d in-flight task(s)", len(tasks))
-            await asyncio.wait(tasks, timeout=REVOKE_WAIT_S if keep is not None else None)
+        deadline = time.monotonic() + REVOKE_WAIT_S if keep is not None else None
+        said = False
+        while True:  # again and again: nothing new starts on these partitions meanwhile, but be sure
+            tasks = [t for (tp, _), t in self.inflight.items() if keep is None or tp in keep]
+            if not tasks:
+                return
+            if not said:
+                log.info("finishing %d in-flight task(s)", len(tasks))
+                said = True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                log.warning("%d task(s) still running after %.0fs; their partitions move on uncommitted",
+                            len(tasks), REVOKE_WAIT_S)
+                return
+            await asyncio.wait(tasks, timeout=left)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -751,8 +967,12 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Any) -> None:
         if not revoked:
             return
+        gone = set(revoked)
+        self.owner.revoking |= gone  # until the new assignment: nothing new starts on these
         await self.owner._finish_inflight(revoked)
         await self.owner.commit(revoked)
+        self.owner.held = deque(pair for pair in self.owner.held if pair[0] not in gone)
+        self.owner.attempting = {key for key in self.owner.attempting if key[0] not in gone}
         for tp in revoked:
             self.owner.open.pop(tp, None)
             self.owner.fetched.pop(tp, None)
@@ -760,4 +980,18 @@ class _Rebalance(ConsumerRebalanceListener):
             self.owner.previous.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+        owner = self.owner
+        owner.revoking.clear()
+        if assigned:
+            log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+            return
+        # More replicas than partitions: say so, with the fix, instead of idling silently.
+        try:
+            total = await owner.bus._partition_count(owner.topic)
+        except (KafkaError, BusError, OSError):
+            total = 0
+        log.warning(
+            "no partition of %s assigned: this replica is idle (the topic has %s partition(s), fewer than "
+            "the group's consumers); fix: laddr-sandbox partitions %s <replicas>",
+            owner.topic, total or "?", owner.agent,
+        )

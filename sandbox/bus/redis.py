@@ -9,8 +9,11 @@ entries are trimmed only once every group is past them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -62,6 +65,26 @@ POOL_SIZE = 64  # how long one XREADGROUP waits: bounds how fast `stop` is seen
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# What "the broker is not there (right now)" looks like from redis-py; a
+# BusyLoadingError (Redis still reading its AOF after a restart) is one too.
+LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+LISTEN_WAIT_S = 10.0  # how long a request waits for the response subscription
+GIVE_UP_AFTER_STOP_S = 10.0  # a stopping worker stops retrying an answer after this
+
+
+def _unavailable(fn):  # type: ignore[no-untyped-def]
+    """Turn a lost connection into BusUnavailable, the one error callers handle (the API: 503)."""
+
+    @functools.wraps(fn)
+    async def guarded(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return await fn(self, *args, **kwargs)
+        except LOST as exc:
+            raise BusUnavailable(f"lost Redis at {self.url}: {exc or type(exc).__name__}") from None
+
+    return guarded
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -117,9 +140,10 @@ class RedisBus(Bus):
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
-        except (RedisError, OSError):
+        except (RedisError, OSError, BusUnavailable):
             return False
 
+    @_unavailable
     async def ensure_topology(self, agents: Iterable[str], partitions: int | None = None) -> None:
         for agent in agents:
             await self._ensure_group(agent)
@@ -131,11 +155,13 @@ class RedisBus(Bus):
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    @_unavailable
     async def channels(self) -> list[str]:
         names = [_s(k) async for k in self.client.scan_iter(match=f"{REDIS_TASKS_PREFIX}*", _type="stream")]
         return sorted(names)
 
     # -- tasks and responses -------------------------------------------------
+    @_unavailable
     async def publish_task(self, agent: str, payload: Any, *, task_id: str | None = None) -> Task:
         task = Task(agent_name=agent, payload=payload)
         if task_id:
@@ -143,17 +169,60 @@ class RedisBus(Bus):
         await self.publish_raw(agent, task.encode())
         return task
 
+    @_unavailable
     async def publish_raw(self, agent: str, raw: bytes, *, key: str | None = None) -> None:
         check_size(raw)
         await self.client.xadd(redis_stream(agent), {DATA: raw})
 
+    @_unavailable
     async def publish_response(self, response: Response) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        self._queue_response(pipe, response)
+        await pipe.execute()
+
+    @staticmethod
+    def _queue_response(pipe: Any, response: Response) -> None:
         raw = response.encode()
         key = redis_response_key(response.task_id)
-        pipe = self.client.pipeline(transaction=False)
         pipe.set(key, raw, ex=REDIS_RESPONSE_TTL_S)  # SETEX on the wire
         pipe.publish(key, raw)
         pipe.xadd(REDIS_RESPONSES_STREAM, {DATA: raw}, maxlen=RESPONSES_KEPT, approximate=True)
+
+    @staticmethod
+    def _queue_dead_letter(pipe: Any, source: str, raw: bytes, reason: str, delivery_count: int) -> None:
+        pipe.xadd(
+            REDIS_DLQ,
+            {
+                DATA: raw,
+                b"reason": reason.encode(),
+                b"source": source.encode(),
+                b"delivery_count": str(delivery_count).encode(),
+                b"ts": repr(time.time()).encode(),
+            },
+            maxlen=DLQ_KEPT,
+            approximate=True,
+        )
+
+    async def settle(
+        self,
+        stream: str,
+        group: str,
+        entry_id: str,
+        response: Response | None,
+        dead: tuple[bytes, str, int] | None = None,
+    ) -> None:
+        """Answer (and/or dead-letter) a task and acknowledge it in one MULTI/EXEC.
+
+        All or nothing: a worker that dies half-way leaves neither a response
+        without its XACK (which would be redone and answered twice) nor an XACK
+        without its response (which would be lost).
+        """
+        pipe = self.client.pipeline(transaction=True)
+        if dead is not None:
+            self._queue_dead_letter(pipe, stream, *dead)
+        if response is not None:
+            self._queue_response(pipe, response)
+        pipe.xack(stream, group, entry_id)
         await pipe.execute()
 
     async def _expect(self, task_id: str) -> asyncio.Future[Response]:
@@ -163,6 +232,7 @@ class RedisBus(Bus):
     def _forget(self, task_id: str) -> None:
         self._waiters.discard(task_id)
 
+    @_unavailable
     async def wait_for_response(self, task_id: str, timeout: float) -> Response:
         waiter = await self._expect(task_id)
         try:
@@ -173,6 +243,7 @@ class RedisBus(Bus):
         finally:
             self._forget(task_id)
 
+    @_unavailable
     async def get_response(self, task_id: str) -> Response | None:
         raw = await self.client.get(redis_response_key(task_id))
         if raw is None:
@@ -187,10 +258,14 @@ class RedisBus(Bus):
         if self._listener is None or self._listener.done():
             self._listening.clear()
             self._listener = asyncio.create_task(self._listen(), name="redis-response-listener")
-        await self._listening.wait()
+        try:
+            await asyncio.wait_for(self._listening.wait(), LISTEN_WAIT_S)
+        except asyncio.TimeoutError:
+            raise BusUnavailable(f"cannot subscribe to responses on Redis at {self.url}") from None
 
     async def _listen(self) -> None:
         backoff = Backoff()
+        lost = False
         while True:
             pubsub = self.client.pubsub()
             try:
@@ -198,6 +273,9 @@ class RedisBus(Bus):
                 async for message in pubsub.listen():
                     kind = message["type"]
                     if kind == b"psubscribe" or kind == "psubscribe":
+                        if lost:
+                            log.warning("response listener reconnected to Redis at %s", self.url)
+                            lost = False
                         self._listening.set()
                         backoff.reset()
                         # Responses published while we were away are still in their keys.
@@ -206,11 +284,13 @@ class RedisBus(Bus):
                         self._deliver(message["data"])
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, BusUnavailable) as exc:
+                lost = True
                 log.warning("response listener lost Redis (%s); reconnecting in %.1fs", exc, backoff.delay)
                 await backoff.sleep()
             finally:
-                await pubsub.aclose()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
 
     async def _catch_up(self) -> None:
         for task_id in self._waiters.ids():
@@ -236,24 +316,18 @@ class RedisBus(Bus):
     ) -> None:
         await _StreamConsumer(self, agent, consumer, handler, concurrency).run(stop)
 
+    @_unavailable
     async def dead_letter(self, source: str, raw: bytes, reason: str, delivery_count: int) -> None:
-        await self.client.xadd(
-            REDIS_DLQ,
-            {
-                DATA: raw,
-                b"reason": reason.encode(),
-                b"source": source.encode(),
-                b"delivery_count": str(delivery_count).encode(),
-                b"ts": repr(time.time()).encode(),
-            },
-            maxlen=DLQ_KEPT,
-            approximate=True,
-        )
+        pipe = self.client.pipeline(transaction=False)
+        self._queue_dead_letter(pipe, source, raw, reason, delivery_count)
+        await pipe.execute()
 
     # -- registry ------------------------------------------------------------
+    @_unavailable
     async def register_agent(self, info: AgentInfo) -> None:
         await self.client.hset(REDIS_REGISTRY, info.name, info.to_json())
 
+    @_unavailable
     async def agents(self) -> dict[str, AgentInfo]:
         entries = await self.client.hgetall(REDIS_REGISTRY)
         found: dict[str, AgentInfo] = {}
@@ -265,6 +339,7 @@ class RedisBus(Bus):
         return dict(sorted(found.items()))
 
     # -- inspection ----------------------------------------------------------
+    @_unavailable
     async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]:
         return [await self._stats(agent) for agent in agents]
 
@@ -305,12 +380,19 @@ class RedisBus(Bus):
             for message in await self._replay(streams, last):
                 yield message
         next_scan = time.monotonic() + 2.0
+        backoff = Backoff()
         while True:
-            if time.monotonic() >= next_scan:  # streams of agents that appeared later
-                for name in await self._task_streams():
-                    positions.setdefault(name, "0-0")
-                next_scan = time.monotonic() + 2.0
-            batch = await self.client.xread(positions, count=1000, block=1000)
+            try:
+                if time.monotonic() >= next_scan:  # streams of agents that appeared later
+                    for name in await self._task_streams():
+                        positions.setdefault(name, "0-0")
+                    next_scan = time.monotonic() + 2.0
+                batch = await self.client.xread(positions, count=1000, block=1000)
+            except (*LOST, BusUnavailable) as exc:  # go on from the same positions once Redis is back
+                log.warning("tap lost Redis (%s); reconnecting in %.1fs", exc or type(exc).__name__, backoff.delay)
+                await backoff.sleep()
+                continue
+            backoff.reset()
             for name, entries in batch or []:
                 name = _s(name)
                 for entry_id, fields in entries:
@@ -338,6 +420,7 @@ class RedisBus(Bus):
             message.status = "dead: " + _s(fields.get(b"reason", b""))
         return message
 
+    @_unavailable
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         letters = []
         for entry_id, fields in await self.client.xrevrange(REDIS_DLQ, count=limit):
@@ -353,6 +436,7 @@ class RedisBus(Bus):
             )
         return letters
 
+    @_unavailable
     async def requeue_dead_letter(self, dead: DeadLetter) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(dead.source, {DATA: dead.raw})
@@ -360,6 +444,7 @@ class RedisBus(Bus):
         await pipe.execute()
 
     # -- migration -----------------------------------------------------------
+    @_unavailable
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int:
         stream, group, me = redis_stream(agent), redis_group(agent), "laddr-sandbox-migrator"
         if not await self.client.exists(stream):
@@ -405,29 +490,61 @@ class _StreamConsumer:
         self._next_claim = 0.0
         self._next_refresh = 0.0
         self._next_trim = 0.0
+        self.stop = asyncio.Event()
+        self.suspects: deque[str] = deque()  # entry ids taken over, waiting to run alone
 
     @property
     def client(self) -> aioredis.Redis:
         return self.bus.client
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
         backoff = Backoff()
+        lost = False
         while not stop.is_set():
             try:
                 await self.bus._ensure_group(self.agent)
                 # Show up in XINFO CONSUMERS (and `status`) before the first task arrives.
                 await self.client.xgroup_createconsumer(self.stream, self.group, self.consumer)
+                if lost:
+                    log.warning("reconnected to Redis at %s; consuming %s again", self.bus.url, self.stream)
+                    lost = False
+                    backoff.reset()
+                    self._after_outage()
                 await self._loop(stop)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("lost Redis (%s); reconnecting in %.1fs", exc, backoff.delay)
+            except (*LOST, BusUnavailable) as exc:
+                lost = True
+                log.warning("lost Redis (%s); reconnecting in %.1fs", exc or type(exc).__name__, backoff.delay)
+                await backoff.sleep_or(stop)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream or group vanished (a broker restarted without its data, or someone
+                # deleted the key): create them again rather than crash.
+                log.warning("consumer group %s is gone (%s); creating it again", self.group, exc)
                 await backoff.sleep_or(stop)
             else:
                 backoff.reset()
         await self._finish_inflight()
 
+    def _after_outage(self) -> None:
+        """Every pending entry aged during the outage, the live workers' too.
+
+        Refresh ours at once, and reclaim others' only after they had as long
+        to come back and refresh theirs: a task still being answered by a
+        live worker is not taken from it and redone.
+        """
+        self._next_refresh = 0.0
+        self._next_claim = time.monotonic() + self.settings.claim_idle_ms / 1000.0 + Backoff().most
+
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self._housekeeping()
+            if self.suspects:  # nothing new is read until every suspect had its turn alone
+                await self._run_suspect_alone()
+                if self.inflight:
+                    await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=BLOCK_MS / 1000)
+                continue
             free = self.concurrency - len(self.inflight)
             if free <= 0:
                 await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=BLOCK_MS / 1000)
@@ -439,43 +556,100 @@ class _StreamConsumer:
                 for entry_id, fields in entries:
                     self._start(_s(entry_id), fields, 1)
 
+    async def _run_suspect_alone(self) -> None:
+        """Reclaimed entries run one at a time with nothing beside them.
+
+        Their worker died while they were in flight; one of them may be what
+        killed it. They were taken over with JUSTID, which leaves Redis'
+        delivery counter alone; each is claimed for real (counter + 1) only
+        when its turn comes. So a task that crashes workers counts only its
+        own deliveries up and is given up after max_deliveries, while the
+        tasks that merely shared its worker are answered instead of being
+        charged for its crashes.
+        """
+        if self.inflight:
+            return
+        entry_id = self.suspects.popleft()
+        claimed = await self.client.xclaim(self.stream, self.group, self.consumer, 0, [entry_id])
+        entries = [(e, f) for e, f in claimed if f is not None]
+        if not entries:  # deleted meanwhile (e.g. trimmed): nothing left to answer
+            await self.client.xack(self.stream, self.group, entry_id)
+            return
+        info = await self.client.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+        count = int(info[0]["times_delivered"]) if info else 2
+        log.info("redelivering task entry %s alone (delivery %d)", entry_id, count)
+        self._start(entry_id, entries[0][1], count)
+
     def _start(self, entry_id: str, fields: dict[bytes, bytes], delivery_count: int) -> None:
         task = asyncio.create_task(self._handle(entry_id, fields, delivery_count))
         self.inflight[entry_id] = task
         task.add_done_callback(lambda _t, key=entry_id: self.inflight.pop(key, None))
 
-    async def _handle(self, entry_id: str, fields: dict[bytes, bytes], delivery_count: int) -> None:
+    async def _handle(self, entry_id: str, fields: dict[bytes, bytes] | None, delivery_count: int) -> None:
+        fields = fields or {}
         raw = fields.get(DATA)
         try:
             if raw is None:
                 raise DecodeError("stream entry has no 'data' field")
             task = decode_task(raw)
         except DecodeError as exc:
-            await self._dead(entry_id, raw or orjson.dumps({_s(k): _s(v) for k, v in fields.items()}), str(exc), delivery_count)
+            # The bytes as they came (also an empty message); the whole entry when it has no 'data'.
+            kept = raw if raw is not None else orjson.dumps(
+                {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()})
+            await self._dead(entry_id, kept, str(exc), delivery_count)
             return
-        try:
-            response, dead = await answer(self.handler, task, delivery_count, self.settings.max_deliveries)
-            if dead:
-                await self.bus.dead_letter(self.stream, raw, dead, response.delivery_count or delivery_count)
-            await self.bus.publish_response(response)
-            await self.client.xack(self.stream, self.group, entry_id)
-        except asyncio.CancelledError:
-            raise
-        except (RedisError, OSError) as exc:  # not acknowledged: reclaimed and retried after reconnecting
-            log.warning("task %s not answered (%s); it stays pending", task.task_id, exc)
+        response, dead = await answer(self.handler, task, delivery_count, self.settings.max_deliveries)
+
+        letter = (raw, dead, response.delivery_count or delivery_count) if dead else None
+
+        async def finish() -> None:
+            await self.bus.settle(self.stream, self.group, entry_id, response, letter)
+
+        await self._retrying(finish, f"task {task.task_id}")
+
+    async def _retrying(self, send: Callable[[], Awaitable[None]], what: str) -> bool:
+        """Answer and acknowledge, retrying while the broker restarts: the answer is not thrown away.
+
+        A worker told to stop gives up after GIVE_UP_AFTER_STOP_S; the entry then
+        stays pending and a live worker reclaims it (a redelivery, never a loss).
+        """
+        backoff = Backoff(most=2.0)
+        stopping_since: float | None = None
+        attempt = 0
+        while True:
+            try:
+                await send()
+                if attempt:
+                    log.info("%s answered after %d retries", what, attempt)
+                return True
+            except (*LOST, BusUnavailable) as exc:
+                if self.stop.is_set():
+                    stopping_since = stopping_since or time.monotonic()
+                    if time.monotonic() - stopping_since > GIVE_UP_AFTER_STOP_S:
+                        log.warning("%s not answered before stopping (%s); it stays pending for another worker",
+                                    what, exc)
+                        return False
+                attempt += 1
+                log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
+                        "%s: cannot answer (%s); retrying until Redis is back", what, exc or type(exc).__name__)
+                await backoff.sleep()
 
     async def _dead(self, entry_id: str, raw: bytes, reason: str, delivery_count: int) -> None:
         log.warning("message %s on %s sent to %s: %s", entry_id, self.stream, REDIS_DLQ, reason)
-        await self.bus.dead_letter(self.stream, raw, reason, delivery_count)
-        await self.client.xack(self.stream, self.group, entry_id)
+
+        async def send() -> None:
+            await self.bus.settle(self.stream, self.group, entry_id, None, (raw, reason, delivery_count))
+
+        await self._retrying(send, f"message {entry_id}")
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         idle_s = self.settings.claim_idle_ms / 1000.0
-        if now >= self._next_refresh and self.inflight:
+        if now >= self._next_refresh and (self.inflight or self.suspects):
             # Keep our own pending entries young so nobody reclaims a long task.
             await self.client.xclaim(
-                self.stream, self.group, self.consumer, 0, list(self.inflight), justid=True
+                self.stream, self.group, self.consumer, 0,
+                [*self.inflight, *self.suspects], justid=True,
             )
             self._next_refresh = now + idle_s / 3
         if now >= self._next_claim:
@@ -486,19 +660,22 @@ class _StreamConsumer:
             self._next_trim = now + TRIM_EVERY_S
 
     async def _reclaim(self) -> None:
-        """Take over entries that a dead consumer left pending."""
+        """Take over entries that a dead consumer left pending (JUSTID: not counted as a delivery yet)."""
         free = self.concurrency - len(self.inflight)
-        if free <= 0:
+        if free <= 0 or self.suspects:
             return
-        _, claimed, _ = await self.client.xautoclaim(
-            self.stream, self.group, self.consumer, min_idle_time=self.settings.claim_idle_ms, count=free
+        # With JUSTID redis-py returns the claimed ids only.
+        claimed = await self.client.xautoclaim(
+            self.stream, self.group, self.consumer, min_idle_time=self.settings.claim_idle_ms, count=free,
+            justid=True,
         )
-        for entry_id, fields in claimed:
+        for entry_id in claimed:
             entry_id = _s(entry_id)
-            info = await self.client.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
-            count = int(info[0]["times_delivered"]) if info else 2
-            log.info("reclaimed task entry %s (delivery %d)", entry_id, count)
-            self._start(entry_id, fields, count)
+            if entry_id in self.inflight:  # ours, still being answered (e.g. after an outage)
+                continue
+            self.suspects.append(entry_id)
+        if self.suspects:
+            log.info("took over %d task entr(ies) of a stopped or dead worker; each runs alone", len(self.suspects))
 
     async def _finish_inflight(self) -> None:
         if self.inflight:
@@ -508,7 +685,7 @@ class _StreamConsumer:
             pending = await self.client.xpending_range(self.stream, self.group, "-", "+", 1, consumername=self.consumer)
             if not pending:
                 await self.client.xgroup_delconsumer(self.stream, self.group, self.consumer)
-        except (RedisError, OSError):
+        except (RedisError, OSError, BusUnavailable):
             pass
 
 
