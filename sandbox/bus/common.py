@@ -47,6 +47,10 @@ class ResponseWaiters:
             self._futures[task_id] = future
         return future
 
+    def waiting(self, task_id: str) -> bool:
+        future = self._futures.get(task_id)
+        return future is not None and not future.done()
+
     def discard(self, task_id: str) -> None:
         self._futures.pop(task_id, None)
 

@@ -103,6 +103,45 @@ class RedisBus(Bus):
         self._waiters = ResponseWaiters()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        # per transaction flag: (queue fn, done) waiting for the next flush
+        self._batch: dict[bool, list[tuple[Any, asyncio.Future[None]]]] = {False: [], True: []}
+        self._flushing = {False: False, True: False}
+        self._flushes: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
+
+    async def _pipelined(self, queue: Any, transaction: bool = False) -> None:
+        """Run `queue(pipe)` in a pipeline shared with every other call made in the same loop turn.
+
+        Many tasks finishing together then cost one round trip (and one
+        MULTI/EXEC for their answers and acknowledgements) instead of one each.
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch[transaction].append((queue, fut))
+        if not self._flushing[transaction]:
+            self._flushing[transaction] = True
+            asyncio.get_running_loop().call_soon(self._start_flush, transaction)
+        await fut
+
+    def _start_flush(self, transaction: bool) -> None:
+        task = asyncio.ensure_future(self._flush(transaction))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, transaction: bool) -> None:
+        batch, self._batch[transaction] = self._batch[transaction], []
+        self._flushing[transaction] = False
+        pipe = self.client.pipeline(transaction=transaction)
+        for queue, _ in batch:
+            queue(pipe)
+        try:
+            await pipe.execute()
+        except BaseException as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
 
     # -- lifecycle ---------------------------------------------------------
     @property
@@ -157,7 +196,7 @@ class RedisBus(Bus):
 
     @_unavailable
     async def channels(self) -> list[str]:
-        names = [_s(k) async for k in self.client.scan_iter(match=f"{REDIS_TASKS_PREFIX}*", _type="stream")]
+        names = [_s(k) async for k in self.client.scan_iter(match=f"{REDIS_TASKS_PREFIX}*", _type="stream", count=10_000)]
         return sorted(names)
 
     # -- tasks and responses -------------------------------------------------
@@ -172,7 +211,8 @@ class RedisBus(Bus):
     @_unavailable
     async def publish_raw(self, agent: str, raw: bytes, *, key: str | None = None) -> None:
         check_size(raw)
-        await self.client.xadd(redis_stream(agent), {DATA: raw})
+        stream = redis_stream(agent)
+        await self._pipelined(lambda pipe: pipe.xadd(stream, {DATA: raw}))
 
     @_unavailable
     async def publish_response(self, response: Response) -> None:
@@ -217,13 +257,14 @@ class RedisBus(Bus):
         without its XACK (which would be redone and answered twice) nor an XACK
         without its response (which would be lost).
         """
-        pipe = self.client.pipeline(transaction=True)
-        if dead is not None:
-            self._queue_dead_letter(pipe, stream, *dead)
-        if response is not None:
-            self._queue_response(pipe, response)
-        pipe.xack(stream, group, entry_id)
-        await pipe.execute()
+        def queue(pipe: Any) -> None:
+            if dead is not None:
+                self._queue_dead_letter(pipe, stream, *dead)
+            if response is not None:
+                self._queue_response(pipe, response)
+            pipe.xack(stream, group, entry_id)
+
+        await self._pipelined(queue, transaction=True)
 
     async def _expect(self, task_id: str) -> asyncio.Future[Response]:
         await self._ensure_listener()
@@ -281,7 +322,10 @@ class RedisBus(Bus):
                         # Responses published while we were away are still in their keys.
                         await self._catch_up()
                     elif kind in (b"pmessage", "pmessage"):
-                        self._deliver(message["data"])
+                        channel = message["channel"]
+                        task_id = (channel.decode() if isinstance(channel, bytes) else channel)[len(REDIS_RESPONSE_PREFIX):]
+                        if self._waiters.waiting(task_id):
+                            self._deliver(message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, BusUnavailable) as exc:
