@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label
 
 from sandbox.runtime.base import LogLine
 from sandbox.tui.formatting import clock, replica_colour
-from sandbox.tui.live_lines import LiveLines
+from sandbox.tui.live_lines import LiveControls, LiveLines
 from sandbox.tui.reporting import describe
 from sandbox.tui.stack import stack_of
 
@@ -35,9 +35,11 @@ def render_log_line(line: LogLine, tag_width: int = 20) -> Text:
     return text
 
 
-class LogsView(Vertical):
+class LogsView(LiveControls, Vertical):
     """A bounded, filterable, pausable tail of a service's replicas."""
 
+    FILTER_INPUT = "#log-filter"
+    PAUSE_BUTTON = "#log-pause"
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("p", "pause", "Pause/resume"),
@@ -137,18 +139,6 @@ class LogsView(Vertical):
     @on(Input.Submitted, "#log-filter")
     def _filter_done(self) -> None:
         self.live.focus()
-
-    def action_focus_filter(self) -> None:
-        self.query_one("#log-filter", Input).focus()
-
-    def action_pause(self) -> None:
-        self.live.set_paused(not self.live.paused)
-        self.query_one("#log-pause", Button).label = "Resume" if self.live.paused else "Pause"
-        self._show_status()
-
-    def action_clear(self) -> None:
-        self.live.clear()
-        self._show_status()
 
     @on(Button.Pressed, "#log-pause")
     def _pause_pressed(self) -> None:

@@ -13,7 +13,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from sandbox.bus import TapMessage
 from sandbox.tui.formatting import STATE_STYLES, clock, one_line, short_id
-from sandbox.tui.live_lines import LiveLines
+from sandbox.tui.live_lines import LiveControls, LiveLines
 from sandbox.tui.message_detail import MessageDetail
 from sandbox.tui.reporting import describe
 from sandbox.tui.stack import stack_of
@@ -41,9 +41,11 @@ def search_text(message: TapMessage) -> str:
     return f"{message.channel} {message.task_id or ''} {message.agent or ''} {message.status or ''} {head}".lower()
 
 
-class MessagesView(Vertical):
+class MessagesView(LiveControls, Vertical):
     """Messages as they cross the broker; enter on one shows it whole."""
 
+    FILTER_INPUT = "#tap-filter"
+    PAUSE_BUTTON = "#tap-pause"
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("p", "pause", "Pause/resume"),
@@ -192,18 +194,6 @@ class MessagesView(Vertical):
     def _open(self, event: LiveLines.Selected) -> None:
         event.stop()
         self.app.push_screen(MessageDetail(event.item))
-
-    def action_focus_filter(self) -> None:
-        self.query_one("#tap-filter", Input).focus()
-
-    def action_pause(self) -> None:
-        self.live.set_paused(not self.live.paused)
-        self.query_one("#tap-pause", Button).label = "Resume" if self.live.paused else "Pause"
-        self._show_status()
-
-    def action_clear(self) -> None:
-        self.live.clear()
-        self._show_status()
 
     def action_replay(self) -> None:
         raw = self.query_one("#tap-last", Input).value
