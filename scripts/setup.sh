@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+PY=${PYTHON:-python3}
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# Debian's own python3 keeps venv/ensurepip in a separate package.
+"$PY" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 java_ok() { command -v java >/dev/null 2>&1 && java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; }
 java_ok || need_apt+=(openjdk-17-jre-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -22,7 +25,6 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-ser
   as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
 
-PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
