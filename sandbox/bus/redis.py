@@ -59,8 +59,8 @@ RESPONSES_KEPT = 10_000  # capped history of responses, for `watch --last N`
 DLQ_KEPT = 100_000
 TASK_HISTORY_S = 120  # acknowledged tasks stay this long, for `watch --last N`
 TRIM_EVERY_S = 10.0
-BLOCK_MS = 500
-POOL_SIZE = 64  # how long one XREADGROUP waits: bounds how fast `stop` is seen
+BLOCK_MS = 500  # how long one XREADGROUP waits: bounds how fast `stop` is seen
+POOL_SIZE = 64  # connections; more concurrent commands queue for a free one
 
 
 def _s(value: Any) -> str:
