@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -33,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sandbox.brokers.ports import port_is_free
 from sandbox.config import (
     ConfigError,
     Settings,
@@ -300,7 +300,7 @@ class ComposeRuntime(Runtime):
             checks.append(UI_PORT)
         for var, default in checks:
             port = self._port(var, default)
-            if port not in mine and not _port_free(port):
+            if port not in mine and not port_is_free(port, HOST):
                 raise RuntimeFailure(f"port {port} ({var}) is taken by another program: stop it, or set {var} "
                                      f"to a free port in {self.env_file}")
 
@@ -586,16 +586,6 @@ def _scale_args(scale: dict[str, int]) -> list[str]:
 def _published(container: Any) -> list[int]:
     ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
     return sorted({int(b["HostPort"]) for bindings in ports.values() if bindings for b in bindings if b.get("HostPort")})
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-        return True
 
 
 def _replica(service: str, c: Any) -> Replica:

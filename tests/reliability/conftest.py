@@ -13,13 +13,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from sandbox.bus import Bus, make_bus
 from sandbox.config import Settings
 from tests.reliability.harness import Broker, Outcome
 
@@ -69,16 +68,6 @@ def settings_on(broker: Broker, **overrides: object) -> Settings:
 @pytest.fixture
 def settings(broker: Broker) -> Settings:
     return settings_on(broker)
-
-
-@pytest.fixture
-async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    bus = make_bus(settings)
-    await bus.connect()
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 @pytest.fixture
