@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, set_key, unset_key
 from dotenv.parser import parse_stream
@@ -21,6 +22,7 @@ from sandbox.protocol import AGENTS, BACKENDS
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+MAX_REPLICAS = 64  # per worker service, on one machine
 
 
 class ConfigError(ValueError):
@@ -102,17 +104,42 @@ def _int(values: Mapping[str, str], name: str, default: int, low: int = 0, high:
     return value
 
 
+def check_redis_url(url: str) -> str:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url!r}")
+    if url.startswith("unix://"):
+        return url
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"REDIS_URL has a port that is not a number from 1 to 65535: {url!r}") from None
+    if not parts.hostname:
+        raise ConfigError(f"REDIS_URL names no host: {url!r} (expected redis://host:port/db)")
+    return url
+
+
+def check_bootstrap(bootstrap: str) -> str:
+    """host:port[,host:port]; a host may be a bracketed IPv6 address."""
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or ":" in host and not part.strip().startswith("[") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"KAFKA_BOOTSTRAP must be host:port[,host:port] with ports 1-65535, not {bootstrap!r}")
+    return bootstrap
+
+
 def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `.env` (LADDR_ENV_FILE or ./.env) overlaid by the environment."""
     environ = os.environ if environ is None else environ
-    path = Path(env_file or environ.get("LADDR_ENV_FILE") or ".env")
+    named = env_file or environ.get("LADDR_ENV_FILE")
+    path = Path(named or ".env")
+    if named and not path.is_file():
+        raise ConfigError(f"settings file {path} does not exist (from --env-file / LADDR_ENV_FILE)")
     values: dict[str, str] = {**read_env_file(path), **{k: v for k, v in environ.items()}}
-    redis_url = values.get("REDIS_URL") or DEFAULT_REDIS_URL
-    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {redis_url!r}")
-    bootstrap = values.get("KAFKA_BOOTSTRAP") or DEFAULT_KAFKA_BOOTSTRAP
-    if any(":" not in part for part in bootstrap.split(",")):
-        raise ConfigError(f"KAFKA_BOOTSTRAP must be host:port[,host:port], not {bootstrap!r}")
+    redis_url = check_redis_url(values.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    bootstrap = check_bootstrap(values.get("KAFKA_BOOTSTRAP") or DEFAULT_KAFKA_BOOTSTRAP)
+    check_scales(values)
     agents_dir = values.get("LADDR_AGENTS_DIR")
     return Settings(
         queue_backend=check_backend(values.get("QUEUE_BACKEND") or "redis"),
@@ -140,11 +167,18 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
     )
 
 
+def check_scales(values: Mapping[str, str]) -> None:
+    """Every SCALE_<AGENT>_WORKER set anywhere must be a replica count, even for agents not running."""
+    for key in values:
+        if key.startswith("SCALE_") and key.endswith("_WORKER"):
+            _int(values, key, 1, 0, MAX_REPLICAS)
+
+
 def scale_from_env(values: Mapping[str, str]) -> dict[str, int]:
     """Per-service replica counts: `SCALE_RESEARCHER_WORKER=3`."""
     scale = {}
     for agent in AGENTS:
-        scale[f"{agent}_worker"] = _int(values, f"SCALE_{agent.upper()}_WORKER", 1, 0, 64)
+        scale[f"{agent}_worker"] = _int(values, f"SCALE_{agent.upper()}_WORKER", 1, 0, MAX_REPLICAS)
     return scale
 
 

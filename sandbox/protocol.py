@@ -41,6 +41,9 @@ KAFKA_DLQ = "laddr.dlq"
 # that the registry survives restarts of every process.
 KAFKA_REGISTRY = "laddr.registry"
 
+# Laddr's Agent runs a task under the payload's prompt_id, else job_id, and puts both in its answer.
+LADDR_JOB_KEYS = ("prompt_id", "job_id")
+
 
 def redis_stream(agent: str) -> str:
     return f"{REDIS_TASKS_PREFIX}{agent}"
@@ -121,6 +124,9 @@ class Response:
     worker_id: str | None = None
     duration_ms: float | None = None
     delivery_count: int | None = None
+    # Laddr 0.9.6's Agent echoes the payload's prompt_id / job_id in its answer; on
+    # Kafka that is all a key-less, task_id-less answer can be matched by.
+    job_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -169,11 +175,27 @@ def decode_task(raw: bytes | str) -> Task:
     return Task(agent_name=agent, payload=doc["payload"], task_id=task_id, created_at=float(created))
 
 
-def decode_response(raw: bytes | str) -> Response:
+def job_id_of(doc: Any) -> str | None:
+    """The id Laddr's Agent runs a task under (`prompt_id`, else `job_id`), which it echoes back."""
+    if not isinstance(doc, dict):
+        return None
+    for key in LADDR_JOB_KEYS:
+        value = doc.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def decode_response(raw: bytes | str, task_id: str | None = None) -> Response:
+    """A response; `task_id` is where the place it came from names it (Redis key or channel),
+    for Laddr workers, which publish their handler's result without one."""
     doc = _load_object(raw)
-    task_id = doc.get("task_id")
-    if not isinstance(task_id, str) or not task_id:
-        raise DecodeError("response has no string 'task_id'")
+    inside = doc.get("task_id")
+    job_id = job_id_of(doc)
+    if isinstance(inside, str) and inside:
+        task_id = inside
+    elif not task_id and not job_id:
+        raise DecodeError("response has no string 'task_id' (nor a job_id to match it by)")
     status = doc.get("status")
     if not isinstance(status, str):
         # Laddr workers publish whatever their handler returned; a document
@@ -185,7 +207,7 @@ def decode_response(raw: bytes | str) -> Response:
         created = time.time()
     result = doc["result"] if "result" in doc else {k: v for k, v in doc.items() if k not in ("task_id", "status")}
     return Response(
-        task_id=task_id,
+        task_id=task_id or "",
         status=status,
         result=result,
         error=str(error) if error is not None else None,
@@ -194,6 +216,7 @@ def decode_response(raw: bytes | str) -> Response:
         worker_id=doc.get("worker_id") if isinstance(doc.get("worker_id"), str) else None,
         duration_ms=doc.get("duration_ms") if isinstance(doc.get("duration_ms"), (int, float)) else None,
         delivery_count=doc.get("delivery_count") if isinstance(doc.get("delivery_count"), int) else None,
+        job_id=job_id,
     )
 
 

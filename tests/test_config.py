@@ -73,3 +73,31 @@ def test_write_env_refuses_to_rewrite_a_file_it_cannot_parse(tmp_path: Path) -> 
 )
 def test_secrets_are_masked(key: str, value: str, shown: str) -> None:
     assert mask(key, value) == shown
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("KAFKA_BOOTSTRAP", ":::"),
+        ("KAFKA_BOOTSTRAP", "127.0.0.1:notaport"),
+        ("KAFKA_BOOTSTRAP", "127.0.0.1:70000"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport/0"),
+        ("SCALE_RESEARCHER_WORKER", "-3"),
+        ("SCALE_SUMMARIZER_WORKER", "many"),
+    ],
+)
+def test_bad_addresses_and_counts_are_refused_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_settings(environ={key: value, "LADDR_ENV_FILE": ""})
+
+
+def test_good_addresses_pass() -> None:
+    settings = load_settings(environ={"KAFKA_BOOTSTRAP": "[::1]:9092,kafka:29092", "REDIS_URL": "redis://h:1/0"})
+    assert settings.kafka_bootstrap == "[::1]:9092,kafka:29092" and settings.redis_url == "redis://h:1/0"
+
+
+def test_a_named_settings_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.env", environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(environ={"LADDR_ENV_FILE": str(tmp_path / "missing.env")})

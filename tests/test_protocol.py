@@ -102,3 +102,17 @@ def test_tasks_round_trip(task_id: str, agent: str, payload: object) -> None:
 def test_agent_names_that_would_break_topics_or_paths_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="invalid agent name"):
         validate_agent_name(name)
+
+
+def test_a_laddr_worker_answer_without_task_id_takes_the_one_its_key_names() -> None:
+    raw = b'{"status": "incomplete", "result": "Maximum iterations reached.", "job_id": "j1", "prompt_id": "j1"}'
+    response = decode_response(raw, task_id="t-from-key")
+    assert (response.task_id, response.status, response.job_id) == ("t-from-key", "incomplete", "j1")
+    assert decode_response(b'{"task_id": "inside", "status": "success"}', task_id="key").task_id == "inside"
+
+
+def test_a_keyless_kafka_answer_is_matched_by_its_job_id_or_refused() -> None:
+    response = decode_response(b'{"status": "success", "result": 1, "job_id": "j2", "prompt_id": "p2"}')
+    assert response.task_id == "" and response.job_id == "p2"  # Laddr runs the task under prompt_id first
+    with pytest.raises(DecodeError, match="job_id"):
+        decode_response(b'{"status": "success", "result": 1}')
