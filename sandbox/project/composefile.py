@@ -20,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from . import kafka_services as ks
 from .errors import ProjectError
-from .yamlio import Document, dump_fragment, is_null, new_map
+from .yamlio import Document, dump_fragment, is_null, move_comment_between, move_trailing_comments, new_map
 
 APP_SERVICES = ("api",)
 
@@ -51,13 +51,18 @@ def to_kafka(text: str, agents: list[str], name: str = "docker-compose.yml") -> 
     notes: list[str] = []
     added = ks.kafka_services(agents)
     at = _position_after(services, "redis")
+    before = services[list(services)[at - 1]] if at else None
+    last_added = None
     for svc_name, svc in added.items():
         if svc_name in services:
             if dump_fragment(services[svc_name]) != dump_fragment(svc):
                 notes.append(f"kept the project's own {svc_name} service as it is")
             continue
         services.insert(at, svc_name, svc)
+        last_added = svc
         at += 1
+    if before is not None and last_added is not None:
+        move_trailing_comments(before, last_added)
     for app in app_services(services):
         svc = services[app]
         set_environment(svc, ks.app_environment("kafka"), remove=())
@@ -118,6 +123,7 @@ def set_environment(svc: CommentedMap, values: dict[str, str], remove: tuple[str
         _insert_after(svc, "environment", env, after=("env_file", "command", "image", "build"))
     for key in remove:
         env.pop(key, None)
+    tail_before = (env, list(env)[-1], 2) if len(env) else None
     last = None
     for key, value in values.items():
         if key in env:
@@ -127,6 +133,8 @@ def set_environment(svc: CommentedMap, values: dict[str, str], remove: tuple[str
             pos = len(env) if last is None else last + 1
             env.insert(pos, key, value)
             last = pos
+    if tail_before is not None and list(env)[-1] != tail_before[1]:
+        move_comment_between(tail_before, (env, list(env)[-1], 2))
 
 
 def depends_of(services: CommentedMap, app: str, wanted: dict[str, str], drop: set[str]) -> tuple[CommentedMap, list[str]]:
@@ -162,8 +170,11 @@ def depends_of(services: CommentedMap, app: str, wanted: dict[str, str], drop: s
 def set_depends(services: CommentedMap, app: str, wanted: dict[str, str], drop: set[str]) -> list[str]:
     svc = services[app]
     deps, notes = depends_of(services, app, wanted, drop)
-    if svc.get("depends_on") is not deps:
+    old = svc.get("depends_on")
+    if old is not deps:
         if "depends_on" in svc:
+            if isinstance(old, (CommentedMap, CommentedSeq)) and len(old) and len(deps):
+                move_trailing_comments(old, deps)
             svc["depends_on"] = deps
         else:
             _insert_after(svc, "depends_on", deps, after=("environment", "env_file", "command"))

@@ -116,5 +116,5 @@ def _replace_broker_lines(text: str, bindings: list[Binding], block: list[str], 
 
 def _collapse_blank_runs(new: str, old: str) -> str:
     """Dropping lines must not leave more consecutive blank lines than the file had."""
-    longest = max((len(run) for run in re.findall(r"\n{2,}", old)), default=1)
+    longest = max([2, *(len(run) for run in re.findall(r"\n{2,}", old))])
     return re.sub(r"\n{%d,}" % (longest + 1), "\n" * longest, new)

@@ -164,3 +164,64 @@ def new_seq(items: list[Any] | None = None) -> CommentedSeq:
 def _one_line(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return text[:300]
+
+
+def _tail(node: Any) -> tuple[Any, Any, int] | None:
+    """Where ruamel keeps the comment lines after a node: (container, key, slot) of its last leaf."""
+    while True:
+        if isinstance(node, CommentedMap) and len(node):
+            key = list(node)[-1]
+            value = node[key]
+            if isinstance(value, (CommentedMap, CommentedSeq)) and len(value) and not value.fa.flow_style():
+                node = value
+                continue
+            return node, key, 2
+        if isinstance(node, CommentedSeq) and len(node):
+            idx = len(node) - 1
+            value = node[idx]
+            if isinstance(value, (CommentedMap, CommentedSeq)) and len(value) and not value.fa.flow_style():
+                node = value
+                continue
+            return node, idx, 0
+        return None
+
+
+def move_trailing_comments(src: Any, dst: Any) -> None:
+    """Comment lines after `src` belong to what followed it: put them after `dst` instead.
+
+    ruamel attaches a comment on its own line to the end of the node before it, so
+    inserting a node after `src` (or replacing `src`) would otherwise move the user's
+    comment above the wrong key, or lose it. An end-of-line comment stays with `src`.
+    """
+    from ruamel.yaml.tokens import CommentToken
+
+    move_comment_between(_tail(src), _tail(dst))
+
+
+def move_comment_between(at_src: tuple[Any, Any, int] | None, at_dst: tuple[Any, Any, int] | None) -> None:
+    """The comment lines after entry `at_src` (container, key, slot) go after `at_dst`."""
+    from ruamel.yaml.tokens import CommentToken
+
+    if at_src is None or at_dst is None or at_src[:2] == at_dst[:2]:
+        return
+    container, key, slot = at_src
+    entry = container.ca.items.get(key)
+    token = entry[slot] if entry and len(entry) > slot else None
+    if token is None or not isinstance(getattr(token, "value", None), str) or "\n" not in token.value:
+        return
+    first = token.value.index("\n") + 1
+    keep, move = token.value[:first], token.value[first:]
+    if not move.strip():
+        return
+    token.value = keep
+    d_container, d_key, d_slot = at_dst
+    d_entry = d_container.ca.items.setdefault(d_key, [None, None, None, None])
+    while len(d_entry) <= d_slot:
+        d_entry.append(None)
+    existing = d_entry[d_slot]
+    if existing is not None and isinstance(getattr(existing, "value", None), str):
+        existing.value = existing.value.rstrip("\n") + "\n" + move
+    else:
+        from ruamel.yaml.error import CommentMark
+
+        d_entry[d_slot] = CommentToken("\n" + move, CommentMark(0), None)
