@@ -20,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from . import kafka_services as ks
 from .errors import ProjectError
-from .yamlio import Document, dump_fragment, is_null, move_comment_between, move_trailing_comments, new_map
+from .yamlio import Document, dump_fragment, is_null, move_comment_between, move_trailing_comments, new_map, own_value
 
 APP_SERVICES = ("api",)
 
@@ -102,7 +102,7 @@ def _position_after(services: CommentedMap, key: str) -> int:
 
 def set_environment(svc: CommentedMap, values: dict[str, str], remove: tuple[str, ...]) -> None:
     """Set keys in a service's `environment` (a mapping or a `KEY=value` list), in place."""
-    env = svc.get("environment")
+    env = own_value(svc, "environment")
     if isinstance(env, CommentedSeq):
         for key in remove:
             for i in reversed(range(len(env))):
@@ -140,7 +140,7 @@ def set_environment(svc: CommentedMap, values: dict[str, str], remove: tuple[str
 def depends_of(services: CommentedMap, app: str, wanted: dict[str, str], drop: set[str]) -> tuple[CommentedMap, list[str]]:
     """What the app's depends_on becomes: its own entries minus `drop` and undefined ones, plus `wanted`."""
     svc = services[app]
-    current = svc.get("depends_on")
+    current = own_value(svc, "depends_on")
     notes: list[str] = []
     if isinstance(current, CommentedMap):
         deps = current

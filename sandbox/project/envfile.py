@@ -54,7 +54,7 @@ def to_kafka(text: str, name: str = ".env") -> str:
     if current.get("QUEUE_BACKEND") == "kafka" and current.get("KAFKA_BOOTSTRAP"):
         return text  # already on Kafka: the user's values stay
     redis_url = current.get("REDIS_URL") or REDIS_URL
-    previous_backend = current.get("QUEUE_BACKEND") or "redis"
+    previous_backend = current.get("QUEUE_BACKEND") if current.get("QUEUE_BACKEND") not in (None, "", "kafka") else "redis"
     block = [KAFKA_HEADER, f"KAFKA_BOOTSTRAP={KAFKA_BOOTSTRAP}", "QUEUE_BACKEND=kafka", "",
              REDIS_HEADER, f"# REDIS_URL={redis_url}", f"# QUEUE_BACKEND={previous_backend}"]
     return _replace_broker_lines(text, bindings, block, drop_commented={"KAFKA_BOOTSTRAP"})
@@ -89,13 +89,14 @@ def to_redis(text: str, name: str = ".env") -> str:
 
 def _replace_broker_lines(text: str, bindings: list[Binding], block: list[str], *,
                           drop_commented: set[str], drop: set[int] = frozenset()) -> str:
+    nl = "\r\n" if "\r\n" in text else "\n"  # the file's own line ends
     out: list[str] = []
     inserted = False
     for i, b in enumerate(bindings):
         line = b.original.string
         if b.key in BROKER_KEYS:
             if not inserted:
-                out.extend(f"{row}\n" for row in block)
+                out.extend(f"{row}{nl}" for row in block)
                 inserted = True
             continue
         if i in drop:
@@ -107,10 +108,10 @@ def _replace_broker_lines(text: str, bindings: list[Binding], block: list[str], 
         out.append(line)
     if not inserted:
         if out and not out[-1].endswith("\n"):
-            out[-1] += "\n"
+            out[-1] += nl
         if out and out[-1].strip():
-            out.append("\n")
-        out.extend(f"{row}\n" for row in block)
+            out.append(nl)
+        out.extend(f"{row}{nl}" for row in block)
     return _collapse_blank_runs("".join(out), text)
 
 

@@ -80,7 +80,7 @@ def backup_path(project: LaddrProject, path: Path) -> Path:
     return backup_dir(project) / f"{path.name}{BACKUP_SUFFIX}"
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -126,11 +126,11 @@ def plan(project: LaddrProject, target: str) -> Plan:
         if not path.is_file():
             notes.append(f"no {path.name}: nothing to change there")
             continue
-        before = _read(path)
+        before = read_text(path)
         backup = backup_path(project, path)
         if target == "redis" and backup.is_file():
             if manifest.get(path.name, {}).get("written") == _sha(before):
-                changes.append(FileChange(path, before, _read(backup), "backup",
+                changes.append(FileChange(path, before, read_text(backup), "backup",
                                           (f"restored from {backup.relative_to(project.root)}",)))
                 continue
             after, file_notes = _transform(project, path, before, target)

@@ -15,7 +15,7 @@ from ruamel.yaml.comments import CommentedMap
 from . import kafka_services as ks
 from .composefile import app_services, depends_of
 from .layout import LaddrProject
-from .migrate import _read
+from .migrate import read_text
 from .yamlio import Document, dump_fragment, new_map, tagged
 
 HEADER = "# laddr-sandbox: {what} for the Laddr project {root}\n# Layered on its own file: docker compose -f docker-compose.yml -f <this file>\n"
@@ -23,7 +23,7 @@ HEADER = "# laddr-sandbox: {what} for the Laddr project {root}\n# Layered on its
 
 def _project_services(project: LaddrProject) -> CommentedMap:
     if project.compose_file.is_file():
-        doc = Document(_read(project.compose_file), project.compose_file.name)
+        doc = Document(read_text(project.compose_file), project.compose_file.name)
         services = doc.data.get("services") if isinstance(doc.data, CommentedMap) else None
         if isinstance(services, CommentedMap):
             return services

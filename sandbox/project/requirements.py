@@ -62,10 +62,11 @@ def to_kafka(text: str) -> str:
                 tail = m["rest"][len(spec):]
                 lines[i] = f"{m['indent']}{AIOKAFKA_REQ}{tail}{eol}"
     if aiokafka_at is None:
+        nl = "\r\n" if "\r\n" in text else "\n"
         at = laddr_at + 1 if laddr_at is not None else len(lines)
         if at > 0 and not lines[at - 1].endswith("\n"):
-            lines[at - 1] += "\n"
-        lines.insert(at, AIOKAFKA_REQ + "\n")
+            lines[at - 1] += nl
+        lines.insert(at, AIOKAFKA_REQ + nl)
     return "".join(lines)
 
 

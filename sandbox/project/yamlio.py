@@ -211,7 +211,7 @@ def move_comment_between(at_src: tuple[Any, Any, int] | None, at_dst: tuple[Any,
         return
     first = token.value.index("\n") + 1
     keep, move = token.value[:first], token.value[first:]
-    if not move.strip():
+    if not move:
         return
     token.value = keep
     d_container, d_key, d_slot = at_dst
@@ -225,3 +225,23 @@ def move_comment_between(at_src: tuple[Any, Any, int] | None, at_dst: tuple[Any,
         from ruamel.yaml.error import CommentMark
 
         d_entry[d_slot] = CommentToken("\n" + move, CommentMark(0), None)
+
+
+def own_value(m: CommentedMap, key: str) -> Any:
+    """`m[key]` made safe to edit: a value shared through an anchor, or inherited by a merge
+    key (`<<: *x`), is copied into `m`'s own entry first, so editing it changes only `m`."""
+    if key not in m:
+        return None
+    value = m[key]
+    inherited = key not in getattr(m, "_ok", m)
+    shared = isinstance(value, (CommentedMap, CommentedSeq)) and value.yaml_anchor() is not None
+    if not (inherited or shared):
+        return value
+    if isinstance(value, CommentedMap):
+        copy: Any = new_map(dict(value.items()))
+    elif isinstance(value, CommentedSeq):
+        copy = new_seq(list(value))
+    else:
+        return value
+    m[key] = copy
+    return copy

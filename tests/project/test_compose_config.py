@@ -101,3 +101,46 @@ def test_the_redis_override_and_the_rolled_back_file_pass(docker_compose, laddr_
     for app in APPS:
         assert services[app]["environment"]["QUEUE_BACKEND"] == "redis"
         assert set(services[app]["depends_on"]) <= {"redis", "minio"}, services[app]["depends_on"]
+
+
+ANCHORED = """\
+# A hand-written file: anchors, merge keys, flow style.
+x-app: &app
+  build: .
+  env_file: .env
+  environment: &app-env
+    LOG_LEVEL: INFO   # shared by every app
+
+services:
+  redis: {image: "redis:7-alpine"}
+  api:
+    <<: *app
+    command: ["python", "-m", "laddr.api.main"]
+    environment:
+      <<: *app-env
+      API_PORT: "8000"
+  researcher_worker:
+    <<: *app
+    command: python -m agents.researcher
+    depends_on: [redis]
+  tools:  # not an app: left alone
+    <<: *app
+    command: python -m tools.serve
+"""
+
+
+def test_anchors_and_merge_keys_stay_and_only_the_apps_change(docker_compose, tmp_path: Path) -> None:
+    from sandbox.project import composefile
+
+    (tmp_path / ".env").write_text("A=1\n")
+    new, _ = composefile.to_kafka(ANCHORED, ["researcher"])
+    assert new.startswith(ANCHORED.split("services:")[0])  # the anchors' block, byte for byte
+    assert "  redis: {image: \"redis:7-alpine\"}\n" in new
+    (tmp_path / "docker-compose.yml").write_text(new)
+    services = _resolved(docker_compose, tmp_path, "docker-compose.yml")["services"]
+    for app in ("api", "researcher_worker"):
+        env = services[app]["environment"]
+        assert env["QUEUE_BACKEND"] == "kafka" and env["LOG_LEVEL"] == "INFO", app
+        assert "kafka" in services[app]["depends_on"], app
+    assert "QUEUE_BACKEND" not in services["tools"]["environment"]
+    assert composefile.to_kafka(new, ["researcher"])[0] == new
