@@ -70,11 +70,15 @@ def laddr_venv(version: str = DEFAULT_VERSION, extras: tuple[str, ...] = (), *,
         if (root / MARKER).is_file():  # another process made it while we waited
             return env
         shutil.rmtree(root, ignore_errors=True)
-        _run([python or sys.executable, "-m", "venv", str(root)], f"could not make a venv at {root}")
-        _run([str(env.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", requirement],
-             f"could not install {requirement} into {root}")
-        if not env.laddr.is_file():
-            raise LaddrEnvError(f"{requirement} installed into {root} but has no `laddr` command")
+        try:
+            _run([python or sys.executable, "-m", "venv", str(root)], f"could not make a venv at {root}")
+            _run([str(env.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", requirement],
+                 f"could not install {requirement} into {root}")
+            if not env.laddr.is_file():
+                raise LaddrEnvError(f"{requirement} installed into {root} but has no `laddr` command")
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)  # never leave half a venv behind
+            raise
         (root / MARKER).write_text(requirement + "\n")
     return env
 
