@@ -10,7 +10,7 @@ import logging
 import click
 
 from sandbox import __version__
-from sandbox.cli import stack, tasks
+from sandbox.cli import project, stack, tasks
 from sandbox.cli.common import Context, async_command, expected_failures
 from sandbox.protocol import BACKENDS
 
@@ -50,7 +50,7 @@ def launch(ctx: Context, backend: str | None, runtime_kind: str | None) -> None:
     expected_failures(lambda: run_tui(runtime_kind or ctx.runtime_kind, backend, settings))
 
 
-for command in [*stack.COMMANDS, *tasks.COMMANDS]:
+for command in [*stack.COMMANDS, *tasks.COMMANDS, *project.COMMANDS]:
     cli.add_command(command)
 
 
