@@ -32,7 +32,7 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: laddr_boot.py agents.<name>")
     module = sys.argv[1]
-    agent = module.rpartition(".")[2]
+    agent = os.environ.get("AGENT_NAME") or module.rpartition(".")[2]
     if os.environ.get(f"LLM_BACKEND_{agent.upper()}") == "noop":
         use_noop_llm()
     # As `python -m` does: the working folder (the project) first, not this file's folder.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .layout import Agent, LaddrProject
+
 BOOT = Path(__file__).with_name("laddr_boot.py")
 # The sandbox's broker wins over what the project's .env says (compose-internal hosts).
 BROKER_KEYS = ("QUEUE_BACKEND", "REDIS_URL", "KAFKA_BOOTSTRAP")
@@ -64,22 +66,23 @@ def noop_reason(agent: str, module: Path, env: dict[str, str]) -> str | None:
 
 
 def worker_launch(
-    root: Path, agent: str, python: Path, broker: dict[str, str], extra: dict[str, str] | None = None
+    project: LaddrProject, agent: Agent, python: Path, broker: dict[str, str], extra: dict[str, str] | None = None
 ) -> WorkerLaunch:
     """The command, environment and folder of one replica of `<agent>_worker`."""
-    values = project_env(root / ".env")
+    root = project.root
+    values = project_env(project.env_file)
     env_for_keys = {**values, **{k: v for k, v in os.environ.items() if k in _key_names()}}
-    reason = noop_reason(agent, root / "agents" / f"{agent}.py", env_for_keys)
+    reason = noop_reason(agent.name, agent.path, env_for_keys)
     env = {k: v for k, v in values.items() if k not in BROKER_KEYS}
     env.update(broker)
     env.update(extra or {})
     env["PYTHONPATH"] = str(root)
     env["PYTHONUNBUFFERED"] = "1"
-    env["AGENT_NAME"] = agent  # as the project's docker-compose.yml sets it
+    env["AGENT_NAME"] = agent.name  # as the project's docker-compose.yml sets it
     if reason:
-        env[f"LLM_BACKEND_{agent.upper()}"] = "noop"
+        env[f"LLM_BACKEND_{agent.name.upper()}"] = "noop"
     return WorkerLaunch(
-        argv=[str(python), str(BOOT), f"agents.{agent}"],
+        argv=[str(python), str(BOOT), agent.module],
         env=env,
         cwd=root,
         llm_note=f"NoOp LLM ({reason})" if reason else None,
