@@ -127,6 +127,9 @@ class Response:
     # Laddr 0.9.6's Agent echoes the payload's prompt_id / job_id in its answer; on
     # Kafka that is all a key-less, task_id-less answer can be matched by.
     job_id: str | None = None
+    # How a client matched it to its request: "task_id" (inside), "key" (Redis key or
+    # channel) or "job_id" (a Laddr 0.9.6 Kafka answer). Not on the wire.
+    matched_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -192,9 +195,14 @@ def decode_response(raw: bytes | str, task_id: str | None = None) -> Response:
     doc = _load_object(raw)
     inside = doc.get("task_id")
     job_id = job_id_of(doc)
+    matched_by = "task_id"
     if isinstance(inside, str) and inside:
         task_id = inside
-    elif not task_id and not job_id:
+    elif task_id:
+        matched_by = "key"
+    elif job_id:
+        matched_by = "job_id"
+    else:
         raise DecodeError("response has no string 'task_id' (nor a job_id to match it by)")
     status = doc.get("status")
     if not isinstance(status, str):
@@ -217,6 +225,7 @@ def decode_response(raw: bytes | str, task_id: str | None = None) -> Response:
         duration_ms=doc.get("duration_ms") if isinstance(doc.get("duration_ms"), (int, float)) else None,
         delivery_count=doc.get("delivery_count") if isinstance(doc.get("delivery_count"), int) else None,
         job_id=job_id,
+        matched_by=matched_by,
     )
 
 
