@@ -17,6 +17,7 @@ from sandbox.protocol import (
     expected_channels,
     kafka_group,
     kafka_topic,
+    other_backend,
     redis_group,
     redis_response_key,
     redis_stream,
@@ -102,3 +103,8 @@ def test_tasks_round_trip(task_id: str, agent: str, payload: object) -> None:
 def test_agent_names_that_would_break_topics_or_paths_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="invalid agent name"):
         validate_agent_name(name)
+
+
+def test_the_other_backend_is_the_one_a_switch_goes_to():
+    assert other_backend("redis") == "kafka"
+    assert other_backend("kafka") == "redis"
