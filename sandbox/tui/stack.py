@@ -60,11 +60,11 @@ class Stack:
     # -- what the header shows -------------------------------------------------
     @property
     def runtime_name(self) -> str:
-        return getattr(self.runtime, "name", type(self.runtime).__name__)
+        return self.runtime.name
 
     @property
     def manages_processes(self) -> bool:
-        return bool(getattr(self.runtime, "manages_processes", True))
+        return self.runtime.manages_processes
 
     def broker_address(self, backend: str | None = None) -> str:
         backend = backend or self.backend or self.requested_backend or self.settings.queue_backend
