@@ -18,6 +18,12 @@ import orjson
 AGENTS: tuple[str, ...] = ("coordinator", "researcher", "analyzer", "writer", "validator")
 BACKENDS: tuple[str, ...] = ("redis", "kafka")
 
+
+def other_backend(backend: str) -> str:
+    """The broker a switch goes to: Kafka from Redis, Redis from Kafka."""
+    return "kafka" if backend == "redis" else "redis"
+
+
 # Agent names become parts of stream keys and topic names: keep them to what
 # Kafka allows in a topic name and no dots (a dot would split the namespace).
 AGENT_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")

@@ -17,6 +17,7 @@ from sandbox.protocol import (
     expected_channels,
     kafka_group,
     kafka_topic,
+    other_backend,
     redis_group,
     redis_response_key,
     redis_stream,
@@ -116,3 +117,8 @@ def test_a_keyless_kafka_answer_is_matched_by_its_job_id_or_refused() -> None:
     assert response.task_id == "" and response.job_id == "p2"  # Laddr runs the task under prompt_id first
     with pytest.raises(DecodeError, match="job_id"):
         decode_response(b'{"status": "success", "result": 1}')
+
+
+def test_the_other_backend_is_the_one_a_switch_goes_to():
+    assert other_backend("redis") == "kafka"
+    assert other_backend("kafka") == "redis"

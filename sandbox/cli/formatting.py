@@ -14,7 +14,6 @@ from sandbox.runtime.base import ServiceStatus
 STATE_COLOURS = {"running": "green", "partial": "yellow", "starting": "yellow", "stopped": "red"}
 HEALTH_COLOURS = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
 KIND_COLOURS = {"task": "cyan", "response": "green", "dlq": "red"}
-REPLICA_COLOURS = ["cyan", "magenta", "yellow", "green", "blue", "bright_cyan", "bright_magenta", "bright_yellow"]
 
 
 def table(rows: list[list[str]], header: list[str]) -> list[str]:
@@ -95,8 +94,3 @@ def message_json(m: TapMessage) -> str:
         "task_id": m.task_id, "agent": m.agent, "status": m.status,
         "message": m.doc if m.doc is not None else m.raw.decode(errors="replace"),
     }).decode()
-
-
-def replica_colour(replica: str) -> str:
-    index = replica.rpartition("-")[2]
-    return REPLICA_COLOURS[(int(index) - 1) % len(REPLICA_COLOURS)] if index.isdigit() else "white"

@@ -10,9 +10,10 @@ import orjson
 
 from sandbox.bus import make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
-from sandbox.cli.formatting import queue_lines, replica_colour, services_table
+from sandbox.cli.formatting import queue_lines, services_table
+from sandbox.colours import replica_colour
 from sandbox.config import mask, read_env_file
-from sandbox.protocol import AGENTS, BACKENDS
+from sandbox.protocol import AGENTS, BACKENDS, other_backend
 from sandbox.runtime.base import StackNotRunning, agent_of_service
 from sandbox.switch import PendingTasks, count_pending, switch_backend
 
@@ -239,7 +240,7 @@ async def switch(ctx: Context, backend: str | None, migrate: bool, force: bool, 
     current = await runtime.current_backend()
     if current is None:
         raise Failed(str(StackNotRunning(runtime.name)))
-    target = backend or ("kafka" if current == "redis" else "redis")
+    target = backend or other_backend(current)
     try:
         report = await switch_backend(runtime, target, migrate=migrate, force=force, keep_old=keep_old,
                                       progress=progress_line)

@@ -6,30 +6,37 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
+from textual.widget import Widget
+
+from sandbox.tui.logs_view import LogsView
+from sandbox.tui.messages_view import MessagesView
+from sandbox.tui.queues_view import QueuesView
+from sandbox.tui.send_panel import SendPanel
+from sandbox.tui.services_panel import ServicesPanel
 
 # (title, help, widget that runs it (None: the screen), action)
-ACTIONS: list[tuple[str, str, str | None, str]] = [
+ACTIONS: list[tuple[str, str, type[Widget] | None, str]] = [
     ("Start the stack", "Bring the stack up, or attach to the one running", None, "start_stack"),
     ("Switch backend (Redis ⇄ Kafka)", "Move the stack to the other broker, with its waiting tasks", None, "switch_backend"),
     ("Show Send", "Send a task to an agent", None, "show_tab('send')"),
     ("Show Logs", "Follow a service's logs", None, "show_tab('logs')"),
     ("Show Messages", "Live tap of the broker", None, "show_tab('messages')"),
     ("Show Queues", "Partitions, consumers, lag", None, "show_tab('queues')"),
-    ("Scale service up", "Add a replica to the selected service", "#services", "scale(1)"),
-    ("Scale service down", "Remove a replica from the selected service", "#services", "scale(-1)"),
-    ("Restart service", "Restart every replica of the selected service", "#services", "restart"),
-    ("Follow service logs", "Show the selected service's logs", "#services", "logs"),
-    ("Kill -9 a replica", "SIGKILL one replica of the selected service, to watch redelivery", "#services", "kill"),
-    ("Send task", "Send the inputs to the chosen agent", "#send", "send"),
-    ("Use preset inputs", 'Put {"query": "test"} in the editor', "#send", "preset"),
-    ("Pause/resume logs", "Freeze the log view; lines keep arriving", "#logs", "pause"),
-    ("Clear logs", "Empty the log view", "#logs", "clear"),
-    ("Filter logs", "Show only lines containing some text", "#logs", "focus_filter"),
-    ("Pause/resume messages", "Freeze the message view; messages keep arriving", "#messages", "pause"),
-    ("Replay last N messages", "Tap again from N messages back", "#messages", "replay"),
-    ("Clear messages", "Empty the message view", "#messages", "clear"),
-    ("Filter messages", "Show only messages containing some text", "#messages", "focus_filter"),
-    ("Refresh queues", "Read queue depth and partition owners now", "#queues", "refresh"),
+    ("Scale service up", "Add a replica to the selected service", ServicesPanel, "scale(1)"),
+    ("Scale service down", "Remove a replica from the selected service", ServicesPanel, "scale(-1)"),
+    ("Restart service", "Restart every replica of the selected service", ServicesPanel, "restart"),
+    ("Follow service logs", "Show the selected service's logs", ServicesPanel, "logs"),
+    ("Kill -9 a replica", "SIGKILL one replica of the selected service, to watch redelivery", ServicesPanel, "kill"),
+    ("Send task", "Send the inputs to the chosen agent", SendPanel, "send"),
+    ("Use preset inputs", 'Put {"query": "test"} in the editor', SendPanel, "preset"),
+    ("Pause/resume logs", "Freeze the log view; lines keep arriving", LogsView, "pause"),
+    ("Clear logs", "Empty the log view", LogsView, "clear"),
+    ("Filter logs", "Show only lines containing some text", LogsView, "focus_filter"),
+    ("Pause/resume messages", "Freeze the message view; messages keep arriving", MessagesView, "pause"),
+    ("Replay last N messages", "Tap again from N messages back", MessagesView, "replay"),
+    ("Clear messages", "Empty the message view", MessagesView, "clear"),
+    ("Filter messages", "Show only messages containing some text", MessagesView, "focus_filter"),
+    ("Refresh queues", "Read queue depth and partition owners now", QueuesView, "refresh"),
     ("Help: keys", "The key table", None, "app.help"),
     ("Quit", "Leave the stack running or take it down", None, "app.quit"),
 ]
@@ -38,7 +45,7 @@ ACTIONS: list[tuple[str, str, str | None, str]] = [
 class SandboxCommands(Provider):
     """The sandbox's own actions, next to Textual's (themes, screenshot, keys)."""
 
-    async def _run(self, target: str | None, action: str) -> None:
+    async def _run(self, target: type[Widget] | None, action: str) -> None:
         try:
             node = self.screen if target is None else self.screen.query_one(target)
         except NoMatches:

@@ -131,8 +131,7 @@ def populate(app, backend: str = "kafka") -> None:
         send.add_sent(task)
         send.finish(task)
     logs = screen.query_one(LogsView)
-    logs.service = "researcher_worker"
-    logs.query_one("#log-service").update("researcher_worker")
+    logs.follow("researcher_worker")  # no stack: shows the name, reads nothing
     logs.add_log_lines(log_lines())
     logs.flush()
     tap = screen.query_one(MessagesView)

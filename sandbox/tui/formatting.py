@@ -1,4 +1,4 @@
-"""Small text helpers shared by the views: times, ids, payloads, colours."""
+"""Small text helpers shared by the views: times, ids, payloads, state colours."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ import time
 from typing import Any
 
 from rich.text import Text
-
-# Replica tags cycle through these, so `-1`, `-2`, `-3` are told apart at a glance.
-REPLICA_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
 
 STATE_STYLES = {
     "success": "green",
@@ -49,18 +46,6 @@ def clock(ts: float | None) -> str:
 
 def short_id(task_id: str | None, size: int = 8) -> str:
     return (task_id or "")[:size]
-
-
-def replica_number(replica: str) -> int:
-    tail = replica.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def replica_colour(replica: str) -> str:
-    number = replica_number(replica)
-    if number:
-        return REPLICA_COLOURS[(number - 1) % len(REPLICA_COLOURS)]
-    return REPLICA_COLOURS[sum(replica.encode()) % len(REPLICA_COLOURS)]
 
 
 def one_line(value: Any, limit: int = 160) -> str:

@@ -326,26 +326,3 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
             self._cache[key] = strip
         return strip.crop_extend(scroll_x, scroll_x + width, pad)
 
-
-class LiveControls:
-    """Filter / pause / clear for a view built around one LiveLines (Logs and Messages).
-
-    The view sets `live`, names its filter input and pause button, and has a
-    `_show_status()`; the bindings that call these actions stay on the view.
-    """
-
-    live: LiveLines
-    FILTER_INPUT: str
-    PAUSE_BUTTON: str
-
-    def action_focus_filter(self) -> None:
-        self.query_one(self.FILTER_INPUT).focus()  # type: ignore[attr-defined]
-
-    def action_pause(self) -> None:
-        self.live.set_paused(not self.live.paused)
-        self.query_one(self.PAUSE_BUTTON).label = "Resume" if self.live.paused else "Pause"  # type: ignore[attr-defined]
-        self._show_status()  # type: ignore[attr-defined]
-
-    def action_clear(self) -> None:
-        self.live.clear()
-        self._show_status()  # type: ignore[attr-defined]

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label
 
+from sandbox.colours import replica_colour
 from sandbox.runtime.base import LogLine
-from sandbox.tui.formatting import clock, replica_colour
-from sandbox.tui.live_lines import LiveControls, LiveLines
-from sandbox.tui.reporting import describe
+from sandbox.tui.formatting import clock
+from sandbox.tui.live_lines import LiveLines
+from sandbox.tui.live_view import CLEAR_KEY, FILTER_KEY, PAUSE_KEY, READING, LiveView
 from sandbox.tui.stack import stack_of
 
 MAX_TAG = 24
@@ -35,38 +35,31 @@ def render_log_line(line: LogLine, tag_width: int = 20) -> Text:
     return text
 
 
-class LogsView(LiveControls, Vertical):
+class LogsView(LiveView, Vertical):
     """A bounded, filterable, pausable tail of a service's replicas."""
 
-    FILTER_INPUT = "#log-filter"
-    PAUSE_BUTTON = "#log-pause"
-    BINDINGS = [
-        Binding("slash", "focus_filter", "Filter"),
-        Binding("p", "pause", "Pause/resume"),
-        Binding("c", "clear", "Clear"),
-    ]
+    BINDINGS = [FILTER_KEY, PAUSE_KEY, CLEAR_KEY]
 
     def __init__(self, *, max_lines: int = 5_000, id: str | None = None) -> None:
         super().__init__(id=id)
         self.max_lines = max_lines
         self.service: str | None = None
         self.tag_width = 8  # grows to the longest replica name seen, so columns line up
-        self._status = ""
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toolbar"):
             yield Label("no service", id="log-service", classes="toolbar-title")
-            yield Input(placeholder="filter logs…  (/)", id="log-filter", compact=True)
-            yield Button("Pause", id="log-pause", compact=True)
+            self.filter_input = Input(placeholder="filter logs…  (/)", id="log-filter", compact=True)
+            yield self.filter_input
+            self.pause_button = Button("Pause", id="log-pause", compact=True)
+            yield self.pause_button
             yield Button("Clear", id="log-clear", compact=True)
         self.live: LiveLines[LogLine] = LiveLines(
             self.format_line, keep=self.max_lines, selectable=False, item_width=self.line_width, id="log-lines"
         )
         yield self.live
-        yield Label("", id="log-status", classes="status-line")
-
-    def on_mount(self) -> None:
-        self.set_interval(0.5, self._show_status)
+        self.status_label = Label("", id="log-status", classes="status-line")
+        yield self.status_label
 
     # -- rendering ---------------------------------------------------------------
     def format_line(self, line: LogLine) -> Text:
@@ -80,23 +73,11 @@ class LogsView(LiveControls, Vertical):
         return self.tag_width + 12 + len(line.text)
 
     # -- data ------------------------------------------------------------------
-    def add_log_lines(self, lines: list[LogLine]) -> None:
+    def add_log_lines(self, lines: Sequence[LogLine]) -> None:
         self.live.add(lines)
 
-    def flush(self) -> None:
-        self.live.flush()
-        self._show_status()
-
-    def _show_status(self, note: str | None = None) -> None:
-        if note is not None:
-            self._status = note
-        live = self.live
-        parts = [f"{live.row_count:,} lines shown", f"{live.kept:,}/{self.max_lines:,} kept"]
-        if live.paused:
-            parts.append(f"PAUSED ({live.held:,} new)")
-        if self._status:
-            parts.append(self._status)
-        self.query_one("#log-status", Label).update(" · ".join(parts))
+    def counts(self) -> list[str]:
+        return [f"{self.live.row_count:,} lines shown", f"{self.live.kept:,}/{self.max_lines:,} kept"]
 
     # -- following ---------------------------------------------------------------
     def follow(self, service: str) -> None:
@@ -106,26 +87,17 @@ class LogsView(LiveControls, Vertical):
         self.live.clear()
         self._stream(service)
 
-    @work(exclusive=True, group="logs", exit_on_error=False)
+    @work(exclusive=True, group=READING, exit_on_error=False)
     async def _stream(self, service: str) -> None:
         stack = stack_of(self)
         if stack is None:
             return
-        while True:
-            self._show_status("following")
-            try:
-                count = 0
-                async for line in stack.logs(service, tail=200):
-                    self.live.add((line,))
-                    count += 1
-                    if count % 256 == 0:  # a burst must not starve the UI
-                        await asyncio.sleep(0)
-                self._show_status("log stream ended; retrying")
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._show_status(f"logs unavailable: {describe(error)}")
-            await asyncio.sleep(2)
+        await self.keep_reading(
+            lambda: ("following", stack.logs(service, tail=200)),
+            self.add_log_lines,
+            ended="log stream ended; retrying",
+            lost="logs unavailable",
+        )
 
     # -- controls ----------------------------------------------------------------
     @on(Input.Changed, "#log-filter")
@@ -135,14 +107,6 @@ class LogsView(LiveControls, Vertical):
             self.live.set_filter(None)
         else:
             self.live.set_filter(lambda line: needle in line.text.lower() or needle in line.replica.lower())
-
-    @on(Input.Submitted, "#log-filter")
-    def _filter_done(self) -> None:
-        self.live.focus()
-
-    @on(Button.Pressed, "#log-pause")
-    def _pause_pressed(self) -> None:
-        self.action_pause()
 
     @on(Button.Pressed, "#log-clear")
     def _clear_pressed(self) -> None:

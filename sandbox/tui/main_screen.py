@@ -7,7 +7,6 @@ touch every panel; each panel owns its own polling and streams.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from functools import partial
 
@@ -17,6 +16,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from sandbox.protocol import other_backend
 from sandbox.switch import PendingTasks
 from sandbox.tui.formatting import fmt_seconds
 from sandbox.tui.header_bar import HeaderBar
@@ -29,11 +29,9 @@ from sandbox.tui.services_panel import ServicesPanel
 from sandbox.tui.stack import Stack, stack_of
 from sandbox.tui.switch_dialog import FORCE, MIGRATE, SwitchDialog
 
-TABS = ("send", "logs", "messages", "queues")
-
-
-def other_backend(backend: str) -> str:
-    return "kafka" if backend == "redis" else "redis"
+# Each tab's panel; `focus_content()` puts the focus where its keys work.
+TAB_PANELS = {"send": SendPanel, "logs": LogsView, "messages": MessagesView, "queues": QueuesView}
+TABS = tuple(TAB_PANELS)
 
 
 class MainScreen(Screen[None]):
@@ -81,12 +79,9 @@ class MainScreen(Screen[None]):
         self.query_one(ServicesPanel).start_polling()
         self.launch()
 
-    # -- progress from runtimes (they may call it from a thread) --------------------
+    # -- progress from runtimes (the Stack hands it over on the UI's own loop) --------
     def progress(self, line: str) -> None:
-        if threading.get_ident() == self.app._thread_id:
-            self.header.set_progress(line)
-        else:
-            self.app.call_from_thread(self.header.set_progress, line)
+        self.header.set_progress(line)
 
     # -- launch ----------------------------------------------------------------
     @work(exclusive=True, group="stack", exit_on_error=False)
@@ -157,7 +152,7 @@ class MainScreen(Screen[None]):
         stack = stack_of(self)
         assert stack is not None
         source = stack.backend or "?"
-        self.app.workers.cancel_group(self.query_one(MessagesView), "tap")  # its broker is going away
+        self.query_one(MessagesView).stop_reading()  # its broker is going away
         self.header.set_progress(f"switching {source.upper()} → {target.upper()}…")
         try:
             result = await stack.switch(
@@ -174,10 +169,9 @@ class MainScreen(Screen[None]):
         except Exception as error:
             report(self, f"Switch to {target.upper()} failed", error, timeout=20)
         else:
-            moved = getattr(result, "moved", 0)
-            seconds = getattr(result, "seconds", 0.0)
+            moved = result.moved
             extra = f", {moved} task{'s' if moved != 1 else ''} moved" if moved else ""
-            self.notify(f"Switched {source.upper()} → {target.upper()} in {fmt_seconds(seconds)}{extra}", timeout=8)
+            self.notify(f"Switched {source.upper()} → {target.upper()} in {fmt_seconds(result.seconds)}{extra}", timeout=8)
         finally:
             self.header.set_progress(None)
         if stack.bus is not None:
@@ -188,8 +182,8 @@ class MainScreen(Screen[None]):
     async def take_down(self) -> None:
         stack = stack_of(self)
         assert stack is not None
-        self.app.workers.cancel_group(self.query_one(MessagesView), "tap")
-        self.app.workers.cancel_group(self.query_one(LogsView), "logs")
+        self.query_one(MessagesView).stop_reading()
+        self.query_one(LogsView).stop_reading()
         self.header.set_progress("taking the stack down…")
         try:
             await stack.down(self.progress)
@@ -204,13 +198,7 @@ class MainScreen(Screen[None]):
     # -- tabs ------------------------------------------------------------------
     def action_show_tab(self, name: str) -> None:
         self.query_one(TabbedContent).active = f"{name}-tab"
-        focus = {
-            "send": "#send-inputs",
-            "logs": "#log-lines",
-            "messages": "#tap-lines",
-            "queues": "#queues-table",
-        }[name]
-        self.query_one(focus).focus()
+        self.query_one(TAB_PANELS[name]).focus_content()
 
     @on(ServicesPanel.ShowLogs)
     def _show_logs(self, event: ServicesPanel.ShowLogs) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator, Sequence
 
 from rich.text import Text
 from textual import on, work
@@ -13,9 +13,9 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from sandbox.bus import TapMessage
 from sandbox.tui.formatting import STATE_STYLES, clock, one_line, short_id
-from sandbox.tui.live_lines import LiveControls, LiveLines
+from sandbox.tui.live_lines import LiveLines
+from sandbox.tui.live_view import CLEAR_KEY, FILTER_KEY, PAUSE_KEY, READING, LiveView
 from sandbox.tui.message_detail import MessageDetail
-from sandbox.tui.reporting import describe
 from sandbox.tui.stack import stack_of
 
 ALL = "*"
@@ -41,17 +41,10 @@ def search_text(message: TapMessage) -> str:
     return f"{message.channel} {message.task_id or ''} {message.agent or ''} {message.status or ''} {head}".lower()
 
 
-class MessagesView(LiveControls, Vertical):
+class MessagesView(LiveView, Vertical):
     """Messages as they cross the broker; enter on one shows it whole."""
 
-    FILTER_INPUT = "#tap-filter"
-    PAUSE_BUTTON = "#tap-pause"
-    BINDINGS = [
-        Binding("slash", "focus_filter", "Filter"),
-        Binding("p", "pause", "Pause/resume"),
-        Binding("R", "replay", "Replay last N"),
-        Binding("c", "clear", "Clear"),
-    ]
+    BINDINGS = [FILTER_KEY, PAUSE_KEY, Binding("R", "replay", "Replay last N"), CLEAR_KEY]
 
     def __init__(self, *, keep: int = 10_000, max_rows: int = 2_000, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -60,24 +53,23 @@ class MessagesView(LiveControls, Vertical):
         self.compact = False
         self.channels: set[str] = set()
         self._shown_channels: set[str] = set()
-        self._status = ""
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toolbar"):
             yield Select([], prompt="all topics", id="tap-channel", compact=True)
-            yield Input(placeholder="filter messages…  (/)", id="tap-filter", compact=True)
+            self.filter_input = Input(placeholder="filter messages…  (/)", id="tap-filter", compact=True)
+            yield self.filter_input
             yield Input("100", id="tap-last", type="integer", compact=True, tooltip="how many to replay")
             yield Button("Replay", id="tap-replay", compact=True, tooltip="replay the last N messages (R)")
-            yield Button("Pause", id="tap-pause", compact=True)
+            self.pause_button = Button("Pause", id="tap-pause", compact=True)
+            yield self.pause_button
         yield Static(self._header(), id="tap-header")
         self.live: LiveLines[TapMessage] = LiveLines(
             self.render_message, keep=self.keep, max_rows=self.max_rows, id="tap-lines"
         )
         yield self.live
-        yield Label("", id="tap-status", classes="status-line")
-
-    def on_mount(self) -> None:
-        self.set_interval(0.5, self._show_status)
+        self.status_label = Label("", id="tap-status", classes="status-line")
+        yield self.status_label
 
     # -- rendering ---------------------------------------------------------------
     def _header(self) -> Text:
@@ -109,18 +101,16 @@ class MessagesView(LiveControls, Vertical):
             self.live.invalidate()
 
     # -- data --------------------------------------------------------------------
-    def add_messages(self, messages: list[TapMessage]) -> None:
+    def add_messages(self, messages: Sequence[TapMessage]) -> None:
         """Queue messages; the view folds them in every 100 ms."""
         self.live.add(messages)
         self.channels.update(m.channel for m in messages)
 
-    def flush(self) -> None:
-        self.live.flush()
-        self._show_status()
+    def counts(self) -> list[str]:
+        live = self.live
+        return [f"{live.received:,} received", f"{live.row_count:,} shown", f"{live.kept:,} kept"]
 
-    def _show_status(self, note: str | None = None) -> None:
-        if note is not None:
-            self._status = note
+    def show_status(self, note: str | None = None) -> None:
         if self.channels != self._shown_channels:  # rare: a new topic appeared
             self._shown_channels = set(self.channels)
             select = self.query_one("#tap-channel", Select)
@@ -128,47 +118,31 @@ class MessagesView(LiveControls, Vertical):
             select.set_options([(c, c) for c in sorted(self.channels)])
             if current in self.channels:
                 select.value = current
-        live = self.live
-        parts = [f"{live.received:,} received", f"{live.row_count:,} shown", f"{live.kept:,} kept"]
-        if live.paused:
-            parts.append(f"PAUSED ({live.held:,} new)")
-        if self._status:
-            parts.append(self._status)
-        self.query_one("#tap-status", Label).update(" · ".join(parts))
+        super().show_status(note)
 
     # -- the tap -------------------------------------------------------------------
-    @work(exclusive=True, group="tap", exit_on_error=False)
+    @work(exclusive=True, group=READING, exit_on_error=False)
     async def start_tap(self, last: int = 0) -> None:
-        """Tap the broker until cancelled; reconnects when the broker comes back."""
+        """Tap the broker until cancelled (or `stop_reading`); reconnects when the broker comes back."""
         stack = stack_of(self)
         if stack is None:
             return
-        while True:
-            if stack.switching or stack.bus is None:
-                self._show_status("waiting for the broker")
-                await asyncio.sleep(1)
-                continue
-            self._show_status(f"tapping {stack.backend}" + (f" (replayed last {last})" if last else ""))
-            try:
-                count = 0
-                async for message in stack.tap(last=last):
-                    self.live.add((message,))
-                    self.channels.add(message.channel)
-                    count += 1
-                    if count % 256 == 0:  # a flood must not starve the UI
-                        await asyncio.sleep(0)
-                self._show_status("tap ended")
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._show_status(f"tap lost: {describe(error)}")
-            last = 0
-            await asyncio.sleep(2)
+        replay = last
+
+        def open_tap() -> tuple[str, AsyncIterator[TapMessage]]:
+            nonlocal replay
+            last, replay = replay, 0  # replayed once, not on every reconnect
+            return f"tapping {stack.backend}" + (f" (replayed last {last})" if last else ""), stack.tap(last=last)
+
+        def not_ready() -> str | None:
+            return "waiting for the broker" if stack.switching or stack.bus is None else None
+
+        await self.keep_reading(open_tap, self.add_messages, ended="tap ended", lost="tap lost", not_ready=not_ready)
 
     # -- controls --------------------------------------------------------------
     def _apply_filter(self) -> None:
         channel = self.query_one("#tap-channel", Select).value
-        needle = self.query_one("#tap-filter", Input).value.strip().lower()
+        needle = self.filter_input.value.strip().lower()
         channel = channel if isinstance(channel, str) else None
         if channel is None and not needle:
             self.live.set_filter(None)
@@ -186,10 +160,6 @@ class MessagesView(LiveControls, Vertical):
     def _filters_changed(self) -> None:
         self._apply_filter()
 
-    @on(Input.Submitted, "#tap-filter")
-    def _filter_done(self) -> None:
-        self.live.focus()
-
     @on(LiveLines.Selected, "#tap-lines")
     def _open(self, event: LiveLines.Selected) -> None:
         event.stop()
@@ -205,7 +175,3 @@ class MessagesView(LiveControls, Vertical):
     @on(Button.Pressed, "#tap-replay")
     def _replay_pressed(self) -> None:
         self.action_replay()
-
-    @on(Button.Pressed, "#tap-pause")
-    def _pause_pressed(self) -> None:
-        self.action_pause()

@@ -102,6 +102,10 @@ class QueuesView(Vertical):
             self.app.notify(next(line for line in warning.splitlines() if f" {agent}:" in line), severity="warning")
         self._warned = idle_now
 
+    def focus_content(self) -> None:
+        """Focus the table (when the tab comes up)."""
+        self.query_one("#queues-table", DataTable).focus()
+
     def action_refresh(self) -> None:
         self.refresh_stats()
 

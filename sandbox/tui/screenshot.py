@@ -9,8 +9,7 @@ from pathlib import Path
 from sandbox.config import Settings
 from sandbox.tui.app import SandboxApp
 from sandbox.tui.demo_data import populate
-
-TABS = ("send", "logs", "messages", "queues")
+from sandbox.tui.main_screen import TABS
 
 
 async def render(path: Path, size: tuple[int, int] = (120, 40), tab: str = "messages", backend: str = "kafka") -> Path:

@@ -129,6 +129,10 @@ class SendPanel(Horizontal):
         label.set_class(bool(error), "-invalid")
         self.query_one("#send-button", Button).disabled = error is not None
 
+    def focus_content(self) -> None:
+        """Focus the inputs editor (when the tab comes up)."""
+        self.query_one("#send-inputs", TextArea).focus()
+
     def action_preset(self) -> None:
         self.query_one("#send-inputs", TextArea).text = PRESET
 

@@ -15,8 +15,32 @@ from sandbox.bus import Bus, BusUnavailable, QueueStats, TapMessage, make_bus
 from sandbox.config import Settings, mask
 from sandbox.protocol import AGENTS, Response
 from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
+from sandbox.switch import SwitchReport, count_pending, switch_backend
 
 Progress = Callable[[str], None]
+
+
+def on_this_loop(progress: Progress) -> Progress:
+    """`progress`, called on the running event loop even when a runtime calls it from a thread.
+
+    (Compose pulls images in a worker thread and says so; widgets may only be touched from the UI's loop.)
+    """
+    loop = asyncio.get_running_loop()
+
+    def relay(line: str) -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:  # a plain thread
+            here = None
+        if here is loop:
+            progress(line)
+            return
+        try:
+            loop.call_soon_threadsafe(progress, line)
+        except RuntimeError:  # the app's loop has closed: nobody to tell
+            pass
+
+    return relay
 
 
 class Stack:
@@ -36,11 +60,11 @@ class Stack:
     # -- what the header shows -------------------------------------------------
     @property
     def runtime_name(self) -> str:
-        return getattr(self.runtime, "name", type(self.runtime).__name__)
+        return self.runtime.name
 
     @property
     def manages_processes(self) -> bool:
-        return bool(getattr(self.runtime, "manages_processes", True))
+        return self.runtime.manages_processes
 
     def broker_address(self, backend: str | None = None) -> str:
         backend = backend or self.backend or self.requested_backend or self.settings.queue_backend
@@ -53,6 +77,7 @@ class Stack:
     # -- lifecycle -------------------------------------------------------------
     async def start(self, progress: Progress) -> str:
         """Attach to the running stack, or bring one up; then connect the bus."""
+        progress = on_this_loop(progress)
         running = await self.runtime.current_backend()
         if running:
             self.attached = True
@@ -85,6 +110,7 @@ class Stack:
                 pass
 
     async def down(self, progress: Progress) -> None:
+        progress = on_this_loop(progress)
         self.stopping = True
         try:
             await self.close()
@@ -132,14 +158,14 @@ class Stack:
 
     # -- backend switch (sandbox/switch.py does the work) -------------------------
     async def count_pending(self) -> dict[str, int]:
-        from sandbox.switch import count_pending
-
         return await count_pending(self.runtime)
 
-    async def switch(self, target: str, *, migrate: bool, force: bool, progress: Progress) -> Any:
-        """Switch brokers; the bus is reconnected to whichever backend runs afterwards."""
-        from sandbox.switch import switch_backend
+    async def switch(self, target: str, *, migrate: bool, force: bool, progress: Progress) -> SwitchReport:
+        """Switch brokers; the bus is reconnected to whichever backend runs afterwards.
 
+        Raises PendingTasks when tasks wait and neither migrate nor force was chosen.
+        """
+        progress = on_this_loop(progress)
         self.switching = True
         try:
             await self.close()

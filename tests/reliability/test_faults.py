@@ -551,10 +551,11 @@ async def test_7_switch_migrates_every_pending_task(backend: str, settings: Sett
                                                    request: pytest.FixtureRequest, record) -> None:
     """Tasks waiting on the old broker (never taken, and taken by a worker that died) all reach the new one."""
     from sandbox.bus import make_bus
+    from sandbox.protocol import other_backend
     from sandbox.switch import migrate_pending
     from tests.reliability.conftest import settings_on
 
-    other = "kafka" if backend == "redis" else "redis"
+    other = other_backend(backend)
     target_settings = settings_on(request.getfixturevalue(f"{other}_broker"))
     agent = unique_agent("s7")
     await bus.ensure_topology([agent], partitions=2)
