@@ -215,7 +215,8 @@ async def test_a_second_launch_attaches_and_leaving_keeps_the_stack(live_runtime
     async with app.run_test(size=(80, 24)) as pilot:
         await until(lambda: app.stack.bus is not None, "attached", 60)
         assert app.stack.attached and app.stack.backend == "redis"
-        assert any("press b to switch to KAFKA" in n for n in notes(app)), notes(app)
+        # notify() only queues the toast: wait for the app to show it
+        await until(lambda: any("press b to switch to KAFKA" in n for n in notes(app)), f"the hint in {notes(app)}", 10)
         task = await send(pilot, "writer")
         assert task.state == "success", task.error
         await pilot.press("ctrl+q")  # the editor has focus: a plain q would be typed
