@@ -48,13 +48,9 @@ class Context:
 
     async def runtime(self, kind: str | None = None) -> Runtime:
         """The runtime asked for, else the one with a stack up here, else auto's pick."""
-        from sandbox.runtime import detect_running, make_runtime
+        from sandbox.runtime import choose_runtime
 
-        settings = self.settings()
-        kind = kind or self.runtime_kind
-        if kind is None:
-            return detect_running(settings) or make_runtime("auto", settings)
-        return make_runtime(kind, settings)
+        return choose_runtime(kind or self.runtime_kind, self.settings())
 
 
 def run(coro: Awaitable[T]) -> T:

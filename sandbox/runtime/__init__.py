@@ -1,55 +1,39 @@
 """Runtimes: the same stack run by Docker Compose, by local processes, or by nobody.
 
-    runtime = make_runtime("auto", settings)     # compose if Docker answers, else local
-    runtime = await detect_running(settings)     # whichever has a stack up in this folder
+    runtime = choose_runtime(kind, settings)   # THE one place that picks a runtime
+
+The CLI and the TUI call choose_runtime and then only the Runtime interface
+(base.py); local/, compose/ and external.py are imported lazily from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import sandbox
 from sandbox.config import Settings
-from sandbox.runtime.base import (
-    APP_SERVICES,
-    WORKER_SERVICES,
-    LogLine,
-    Progress,
-    Replica,
-    Runtime,
-    RuntimeFailure,
-    ServiceStatus,
-    StackNotRunning,
-    UnknownService,
-)
+from sandbox.runtime.base import Runtime, RuntimeFailure
+from sandbox.runtime.compose.available import docker_answers
+from sandbox.runtime.compose.config import compose_file
 
-__all__ = [
-    "APP_SERVICES",
-    "KINDS",
-    "WORKER_SERVICES",
-    "LogLine",
-    "Progress",
-    "Replica",
-    "Runtime",
-    "RuntimeFailure",
-    "ServiceStatus",
-    "StackNotRunning",
-    "UnknownService",
-    "compose_file",
-    "detect_running",
-    "docker_answers",
-    "make_runtime",
-]
+__all__ = ["KINDS", "choose_runtime", "compose_file", "detect_running", "docker_answers", "make_runtime", "state_file"]
 
 KINDS = ("auto", "local", "compose", "external")
 T = TypeVar("T")
+
+
+def choose_runtime(kind: str | None, settings: Settings) -> Runtime:
+    """The runtime asked for; with none (or auto), the one running for this folder, else auto's pick."""
+    kind = (kind or "auto").strip().lower()
+    if kind == "auto":
+        running = detect_running(settings)
+        if running is not None:
+            return running
+    return make_runtime(kind, settings)
 
 
 def make_runtime(kind: str, settings: Settings) -> Runtime:
@@ -91,6 +75,16 @@ def detect_running(settings: Settings) -> Runtime | None:
     return None
 
 
+def state_file(name: str, cwd: Path | None = None) -> Path | None:
+    """A file in this folder's sandbox state folder, when there is one (the TUI keeps its last inputs there)."""
+    from sandbox.runtime.local.statedir import STATE_ENV, state_dir
+
+    folder = state_dir(cwd)
+    if os.environ.get(STATE_ENV) or folder.is_dir():
+        return folder / name
+    return None
+
+
 def _run_in_thread(coro: Coroutine[Any, Any, T]) -> T | None:
     """Run a coroutine to the end from sync code, even inside a running event loop."""
     result: list[T | None] = [None]
@@ -120,36 +114,3 @@ def _compose_class() -> type[Runtime] | None:
     except ImportError:
         return None
     return ComposeRuntime
-
-
-def compose_file(cwd: Path | None = None) -> Path | None:
-    """compose/docker-compose.yml of the project here, else of the installed sandbox."""
-    for root in ((cwd or Path.cwd()), Path(sandbox.__file__).resolve().parent.parent):
-        path = root / "compose" / "docker-compose.yml"
-        if path.is_file():
-            return path
-    return None
-
-
-def docker_answers(timeout: float = 1.0) -> bool:
-    """Whether a Docker engine answers /_ping (DOCKER_HOST or the default socket)."""
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    try:
-        if host.startswith("unix://"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: object = host[len("unix://"):]
-        elif host.startswith("tcp://"):
-            parts = urlsplit(host)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            address = (parts.hostname, parts.port or 2375)
-        else:
-            return False  # ssh:// and others: leave it to the compose runtime's own checks
-        with sock:
-            sock.settimeout(timeout)
-            sock.connect(address)
-            if host.startswith("tcp://") and os.environ.get("DOCKER_TLS_VERIFY"):
-                return True  # TLS: a listening engine is as far as a plain socket can tell
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return sock.recv(64).split(b"\r\n", 1)[0].endswith(b"200 OK")
-    except OSError:
-        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -98,23 +97,9 @@ class SandboxApp(App[None]):
 
 def remembered_inputs_file() -> Path | None:
     """Remember the last inputs per agent in the local state folder, when there is one."""
-    from sandbox.runtime.statedir import state_dir
+    from sandbox.runtime import state_file
 
-    folder = state_dir()
-    if os.environ.get("LADDR_STATE_DIR") or folder.is_dir():
-        return folder / "tui-inputs.json"
-    return None
-
-
-def pick_runtime(runtime_kind: str | None, settings: Settings) -> Runtime:
-    """The runtime asked for; with none, the one already running, else the default."""
-    from sandbox import runtime as runtimes
-
-    if not runtime_kind or runtime_kind == "auto":
-        running = runtimes.detect_running(settings)
-        if running is not None:
-            return running
-    return runtimes.make_runtime(runtime_kind or "auto", settings)
+    return state_file("tui-inputs.json")
 
 
 @contextlib.contextmanager
@@ -133,6 +118,8 @@ def logging_into_textual() -> Iterator[None]:
 
 def run_tui(runtime_kind: str | None, backend: str | None, settings: Settings) -> None:
     """Entry for the CLI's `launch`."""
-    runtime = pick_runtime(runtime_kind, settings)
+    from sandbox.runtime import choose_runtime
+
+    runtime = choose_runtime(runtime_kind, settings)
     with logging_into_textual():
         SandboxApp(runtime, settings, backend, inputs_file=remembered_inputs_file()).run()
