@@ -46,11 +46,12 @@ class Context:
         except ConfigError as exc:
             raise BadInput(str(exc)) from None
 
-    async def runtime(self, kind: str | None = None) -> Runtime:
-        """The runtime asked for, else the one with a stack up here, else auto's pick."""
+    async def runtime(self, kind: str | None = None, *, backend: str | None = None, say: bool = False) -> Runtime:
+        """The runtime asked for, else the one with a stack up here, else auto's pick (`say`: why not Compose)."""
         from sandbox.runtime import choose_runtime
 
-        return choose_runtime(kind or self.runtime_kind, self.settings())
+        return choose_runtime(kind or self.runtime_kind, self.settings(), backend=backend,
+                              say=progress_line if say else lambda _: None)
 
 
 def run(coro: Awaitable[T]) -> T:

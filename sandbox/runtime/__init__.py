@@ -2,6 +2,9 @@
 
     runtime = choose_runtime(kind, settings)   # THE one place that picks a runtime
 
+With no kind asked for: the stack running for this folder, else `default` (the CLI's
+auto, launch's local). auto picks Compose only where it can actually run.
+
 The CLI and the TUI call choose_runtime and then only the Runtime interface
 (base.py); local/, compose/ and external.py are imported lazily from here.
 """
@@ -16,8 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sandbox.config import Settings
-from sandbox.runtime.base import Runtime, RuntimeFailure
-from sandbox.runtime.compose.available import docker_answers
+from sandbox.runtime.base import Progress, Runtime, RuntimeFailure, no_progress
+from sandbox.runtime.compose.available import compose_problem, docker_answers
 from sandbox.runtime.compose.config import compose_file
 
 __all__ = ["KINDS", "choose_runtime", "compose_file", "detect_running", "docker_answers", "make_runtime", "state_file"]
@@ -26,23 +29,27 @@ KINDS = ("auto", "local", "compose", "external")
 T = TypeVar("T")
 
 
-def choose_runtime(kind: str | None, settings: Settings) -> Runtime:
-    """The runtime asked for; with none (or auto), the one running for this folder, else auto's pick."""
-    kind = (kind or "auto").strip().lower()
-    if kind == "auto":
+def choose_runtime(kind: str | None, settings: Settings, *, default: str = "auto", backend: str | None = None,
+                   say: Progress = no_progress) -> Runtime:
+    """The runtime asked for; with none, the one running for this folder, else `default`.
+
+    auto: the one running for this folder, else Compose where it can actually run a stack
+    on `backend` (engine, files, .env, images), else local, saying why in one line.
+    """
+    kind = (kind or "").strip().lower() or None
+    if kind in (None, "auto"):
         running = detect_running(settings)
         if running is not None:
             return running
-    return make_runtime(kind, settings)
+    return make_runtime(kind or default, settings, backend=backend, say=say)
 
 
-def make_runtime(kind: str, settings: Settings) -> Runtime:
+def make_runtime(kind: str, settings: Settings, *, backend: str | None = None, say: Progress = no_progress) -> Runtime:
     kind = (kind or "auto").strip().lower()
     if kind not in KINDS:
         raise RuntimeFailure(f"unknown runtime {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "auto":
-        compose = _compose_class() if compose_file() and docker_answers() else None
-        return compose(settings) if compose else _local(settings)
+        return _auto(settings, backend or settings.queue_backend, say)
     if kind == "local":
         return _local(settings)
     if kind == "external":
@@ -53,6 +60,15 @@ def make_runtime(kind: str, settings: Settings) -> Runtime:
     if compose is None:
         raise RuntimeFailure("the compose runtime is not available in this install: use --runtime local")
     return compose(settings)
+
+
+def _auto(settings: Settings, backend: str, say: Progress) -> Runtime:
+    compose = _compose_class()
+    why = "this install has no compose runtime" if compose is None else compose_problem(backend)
+    if compose is not None and why is None:
+        return compose(settings)
+    say(f"runtime auto: local, as Compose cannot run here ({why})")
+    return _local(settings)
 
 
 def detect_running(settings: Settings) -> Runtime | None:

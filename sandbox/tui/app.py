@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -120,6 +121,8 @@ def run_tui(runtime_kind: str | None, backend: str | None, settings: Settings) -
     """Entry for the CLI's `launch`."""
     from sandbox.runtime import choose_runtime
 
-    runtime = choose_runtime(runtime_kind, settings)
+    # The embedded default is local; --runtime auto picks Compose only where it can run.
+    runtime = choose_runtime(runtime_kind, settings, default="local", backend=backend,
+                             say=lambda line: print(line, file=sys.stderr))
     with logging_into_textual():
         SandboxApp(runtime, settings, backend, inputs_file=remembered_inputs_file()).run()

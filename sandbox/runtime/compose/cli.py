@@ -11,7 +11,7 @@ import shlex
 import shutil
 
 from sandbox.runtime.base import Progress, RuntimeFailure, no_progress
-from sandbox.runtime.compose.config import ComposeConfig, outside_env
+from sandbox.runtime.compose.config import ComposeConfig
 
 # v2 repeats its status lines while it waits: a line seen this recently is not said again
 REPEAT_WINDOW = 8
@@ -45,12 +45,13 @@ class ComposeCli:
                   profiles: list[str] | None = None) -> str:
         """Run one Compose command on this project and these files; its output, or a RuntimeFailure."""
         config = self.config
-        cmd = [*await self.find(), "--project-directory", str(config.dir), "--env-file", str(config.env_file),
-               "-p", config.project]
+        cmd = [*await self.find(), "--project-directory", str(config.dir), "-p", config.project]
+        if config.env_file.is_file():  # without one (a fresh clone) the files' defaults apply: `down` still works
+            cmd[-2:-2] = ["--env-file", str(config.env_file)]
         for f in files:
             cmd += ["-f", str(config.dir / f)]
         cmd += list(args)
-        env = outside_env()
+        env = config.compose_env()
         if profiles is not None:
             env["COMPOSE_PROFILES"] = ",".join(profiles)
         proc = await asyncio.create_subprocess_exec(*cmd, cwd=config.dir, env=env, stdin=asyncio.subprocess.DEVNULL,

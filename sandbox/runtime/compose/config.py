@@ -2,22 +2,28 @@
 
   LADDR_COMPOSE_DIR       folder of the compose files (default: ./compose, else the installed one)
   LADDR_COMPOSE_ENV_FILE  the .env Compose reads (default: <dir>/.env, made from .env.example)
-  LADDR_COMPOSE_PROJECT   project name (default: COMPOSE_PROJECT_NAME of that .env, else "laddr")
+  LADDR_COMPOSE_PROJECT   project name (default: derived from the sandbox's folder, see project_name)
+
+Each sandbox folder has its own project, and every container carries the folder
+in the label ROOT_LABEL, so one sandbox never reaches another one's stack.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
 import sandbox
 from sandbox.config import ConfigError, Settings, check_backend, read_env_file, scale_from_env, write_env
-from sandbox.runtime.base import HOST, RuntimeFailure
+from sandbox.runtime.base import APP_SERVICES, HOST, RuntimeFailure
 
 BASE_FILE = "docker-compose.yml"
+BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-init", "kafka-ui"), "redis": ("redis",)}
 BACKEND_FILES = {"kafka": ("docker-compose.kafka.yml", "docker-compose.kraft.yml"), "redis": ("docker-compose.redis.yml",)}
 # In-network addresses the containers use (the host gets 127.0.0.1 ports instead).
 IN_NETWORK = {"kafka": ("KAFKA_BOOTSTRAP", "kafka:9092"), "redis": ("REDIS_URL", "redis://redis:6379/0")}
@@ -34,7 +40,18 @@ DEFAULT_IMAGES = {
     "SANDBOX_BASE_IMAGE": "python:3.11-slim",
 }
 # Settings the compose .env owns: a stray export in the shell must not override them.
-ENV_OWNED = ("QUEUE_BACKEND", "KAFKA_BOOTSTRAP", "REDIS_URL", "COMPOSE_FILE")
+ENV_OWNED = ("QUEUE_BACKEND", "KAFKA_BOOTSTRAP", "REDIS_URL", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME")
+# The compose files label every container with ${LADDR_SANDBOX_ROOT}: the folder that started it.
+ROOT_LABEL = "io.laddr-sandbox.root"
+ROOT_VAR = "LADDR_SANDBOX_ROOT"
+
+
+def project_name(folder: Path) -> str:
+    """Compose's own default (the folder's name, sanitized) plus a short hash of the absolute
+    path, so two folders of the same name differ and a folder keeps its name across runs."""
+    folder = folder.resolve()
+    base = re.sub(r"[^a-z0-9_-]", "", folder.name.lower()).lstrip("_-") or "sandbox"
+    return f"{base[:40]}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
 
 def compose_file(cwd: Path | None = None) -> Path | None:
@@ -52,12 +69,14 @@ def outside_env() -> dict[str, str]:
 
 
 class ComposeConfig:
-    def __init__(self, compose_dir: Path | None = None, env_file: Path | None = None, project: str | None = None):
-        found = compose_file()
-        default_dir = found.parent if found else Path.cwd() / "compose"
+    def __init__(self, compose_dir: Path | None = None, env_file: Path | None = None, project: str | None = None,
+                 root: Path | None = None):
+        self.root = (root or Path.cwd()).resolve()  # the sandbox's folder: the stack belongs to it
+        found = compose_file(self.root)
+        default_dir = found.parent if found else self.root / "compose"
         self.dir = Path(compose_dir or os.environ.get("LADDR_COMPOSE_DIR") or default_dir).resolve()
         self.env_file = Path(env_file or os.environ.get("LADDR_COMPOSE_ENV_FILE") or self.dir / ".env").resolve()
-        self.pinned_project = project or os.environ.get("LADDR_COMPOSE_PROJECT")
+        self.project = project or os.environ.get("LADDR_COMPOSE_PROJECT") or project_name(self.root)
 
     def values(self) -> dict[str, str]:
         """compose .env overlaid by the environment, as Compose itself resolves variables."""
@@ -67,9 +86,10 @@ class ComposeConfig:
             raise RuntimeFailure(f"{exc}: fix that line and retry") from None
         return {**values, **outside_env()}
 
-    @property
-    def project(self) -> str:
-        return self.pinned_project or self.values().get("COMPOSE_PROJECT_NAME") or "laddr"
+    def compose_env(self) -> dict[str, str]:
+        """The environment a Compose command runs in: the folder for the label, never the shell's
+        COMPOSE_* settings the .env owns."""
+        return {**outside_env(), ROOT_VAR: str(self.root)}
 
     def port(self, var: str, default: int) -> int:
         raw = self.values().get(var) or str(default)
@@ -86,6 +106,20 @@ class ComposeConfig:
             if not (self.dir / f).is_file():
                 raise RuntimeFailure(f"{self.dir / f} is missing: set LADDR_COMPOSE_DIR to the sandbox's compose folder")
         return files
+
+    def image_vars(self, backend: str, services: Iterable[str]) -> list[str]:
+        """The *_IMAGE settings these services of a backend run (Kafka UI's apart: it is optional)."""
+        services = set(services)
+        wanted = {"SANDBOX_IMAGE"} if services & set(APP_SERVICES) else set()
+        if backend == "kafka" and services & set(BROKER_SERVICES["kafka"]):
+            kraft = "kraft" in self.files("kafka")[1]
+            wanted |= {"KAFKA_IMAGE"} | (set() if kraft else {"ZOOKEEPER_IMAGE"})
+        if backend == "redis" and "redis" in services:
+            wanted.add("REDIS_IMAGE")
+        return sorted(wanted)
+
+    def image(self, var: str) -> str:
+        return self.values().get(var) or DEFAULT_IMAGES[var]
 
     def recorded_backend(self) -> str | None:
         """The backend whose file COMPOSE_FILE names."""
@@ -122,4 +156,6 @@ class ComposeConfig:
         """What the stack runs on, in compose/.env (the guide's `.env` edits)."""
         self.ensure_env_file()
         key, address = IN_NETWORK[backend]
-        write_env(self.env_file, {"COMPOSE_FILE": ":".join(files), "QUEUE_BACKEND": backend, key: address})
+        # the project and folder too, so the guide's plain `docker compose …` here reach this same stack
+        write_env(self.env_file, {"COMPOSE_FILE": ":".join(files), "QUEUE_BACKEND": backend, key: address,
+                                  "COMPOSE_PROJECT_NAME": self.project, ROOT_VAR: str(self.root)})

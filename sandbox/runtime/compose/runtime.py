@@ -24,12 +24,11 @@ from sandbox.config import Settings, check_backend
 from sandbox.runtime.base import APP_SERVICES, HOST, WORKER_SERVICES, LogLine, Progress, Runtime, RuntimeFailure
 from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress
 from sandbox.runtime.compose.cli import ComposeCli
-from sandbox.runtime.compose.config import BACKEND_FILES, DEFAULT_IMAGES, HOST_PORTS, UI_PORT, ComposeConfig
+from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, HOST_PORTS, UI_PORT, ComposeConfig
 from sandbox.runtime.compose.engine import Engine, env_of, health_of, last_line, number, published, replica
 from sandbox.runtime.compose.engine import service_health, service_of
 from sandbox.runtime.compose.logs import service_logs
 
-BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-init", "kafka-ui"), "redis": ("redis",)}
 # The broker services that stay up (not the one-shot init job, not the optional UI).
 BROKER_RUNNING = {"kafka": ["zookeeper", "kafka"], "redis": ["redis"]}
 ONE_SHOT = {"kafka-init"}  # jobs that run to completion; not shown as services
@@ -42,16 +41,12 @@ class ComposeRuntime(Runtime):
     name = "compose"
 
     def __init__(self, settings: Settings, *, compose_dir: Path | None = None, env_file: Path | None = None,
-                 project: str | None = None, cli: list[str] | None = None):
+                 project: str | None = None, cli: list[str] | None = None, cwd: Path | None = None):
         super().__init__(settings)
-        self.config = ComposeConfig(compose_dir, env_file, project)
-        self.dir, self.env_file = self.config.dir, self.config.env_file
+        self.config = ComposeConfig(compose_dir, env_file, project, root=cwd)
+        self.dir, self.env_file, self.project = self.config.dir, self.config.env_file, self.config.project
         self.cli = ComposeCli(self.config, cli)
-        self.engine = Engine(lambda: self.config.project)
-
-    @property
-    def project(self) -> str:
-        return self.config.project
+        self.engine = Engine(self.project, self.config.root)
 
     def bus_settings(self, backend: str) -> Settings:
         return self.config.host_settings(self.settings, backend)
@@ -63,23 +58,24 @@ class ComposeRuntime(Runtime):
     async def _containers(self, service: str | None = None, all_: bool = True) -> list[Any]:
         return await self.engine.containers(service, all_)
 
+    async def _check_owner(self) -> None:
+        """Compose acts on a whole project: refuse one that another folder's containers share."""
+        others = await self.engine.other_roots()
+        if others:
+            raise RuntimeFailure(f"the compose project {self.project} also runs containers of {', '.join(sorted(others))}: "
+                                 f"not touching it from {self.config.root}; unset LADDR_COMPOSE_PROJECT or pick another name")
+
     # -- checks before anything starts ---------------------------------------------------
     async def _check_images(self, backend: str, services: Iterable[str], progress: Progress) -> list[str]:
         """Fail when an image is missing; returns the profiles to use (Kafka UI dropped if its image is missing)."""
-        values, profiles = self.config.values(), self.config.profiles()
-        wanted = {"SANDBOX_IMAGE"} if set(services) & set(APP_SERVICES) else set()
-        if backend == "kafka" and set(services) & set(BROKER_SERVICES["kafka"]):
-            kraft = "kraft" in self.config.files("kafka")[1]
-            wanted |= {"KAFKA_IMAGE"} | (set() if kraft else {"ZOOKEEPER_IMAGE"})
-        if backend == "redis" and "redis" in services:
-            wanted.add("REDIS_IMAGE")
-        for var in sorted(wanted):
-            image = values.get(var) or DEFAULT_IMAGES[var]
+        profiles = self.config.profiles()
+        for var in self.config.image_vars(backend, services):
+            image = self.config.image(var)
             if why := await self.engine.image_ready(image, progress):
                 raise RuntimeFailure(f"image {image} ({var}) is {why}: run scripts/setup-docker.sh, which builds "
                                      f"local images and sets {var} in {self.env_file}")
         if backend == "kafka" and "ui" in profiles and "kafka-ui" in services:
-            image = values.get("KAFKA_UI_IMAGE") or DEFAULT_IMAGES["KAFKA_UI_IMAGE"]
+            image = self.config.image("KAFKA_UI_IMAGE")
             if why := await self.engine.image_ready(image, progress):
                 progress(f"Kafka UI left out: image {image} is {why}")
                 profiles.remove("ui")
@@ -104,6 +100,7 @@ class ComposeRuntime(Runtime):
         backend = check_backend(backend)
         await self.cli.find()
         await asyncio.to_thread(self.engine.client)
+        await self._check_owner()
         files = self.config.files(backend)
         services = [*BROKER_SERVICES[backend], *APP_SERVICES]
         profiles = await self._check_images(backend, services, progress)
@@ -116,14 +113,25 @@ class ComposeRuntime(Runtime):
         await self._wait_ready([*BROKER_RUNNING[backend], *APP_SERVICES], progress)
 
     async def down(self, progress: Progress = no_progress) -> None:
+        """Remove this folder's containers and network, and only the volumes made for its containers."""
+        await self._check_owner()
+        mine, networks = await self._containers(), await self.engine.networks()
+        if not mine and not networks:
+            progress(f"no compose stack of this folder here (project {self.project})")
+            return
+        volumes = await self.engine.made_volumes(mine)
+        progress(f"taking down the compose project {self.project}: {len(mine)} container(s), "
+                 f"network(s) {', '.join(networks) or 'none'}, {len(volumes)} volume(s) made for its containers"
+                 + (f" ({', '.join(v[:12] for v in volumes)})" if volumes else ""))
         backend = await self.current_backend() or self.config.recorded_backend() or "kafka"
-        progress(f"stopping the compose project {self.project}")
-        await self._compose(backend, "down", "--remove-orphans", "--volumes", "--timeout", "20",
+        await self._compose(backend, "down", "--remove-orphans", "--timeout", "20",
                             progress=progress, profiles=[*self.config.profiles(), "ui"])
         # Whatever Compose left (a service of a profile it did not load): remove it too.
         leftovers = await self._containers()
         if leftovers:
             await self.engine.remove(leftovers)
+        if in_use := await self.engine.remove_volumes(volumes):
+            progress(f"left {len(in_use)} volume(s) still in use by other containers: {', '.join(in_use)}")
 
     async def current_backend(self) -> str | None:
         running = await self._containers(all_=False)
@@ -184,6 +192,7 @@ class ComposeRuntime(Runtime):
         self._check_service(service)
         check_scale(service, replicas, MAX_REPLICAS)
         backend = await self._require_backend()
+        await self._check_owner()
         await self._compose(backend, "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service)
         if replicas:
             await self._wait_ready([service], no_progress)
@@ -193,6 +202,7 @@ class ComposeRuntime(Runtime):
         backend = await self._require_backend()
         if not await self._containers(service):
             raise RuntimeFailure(f"{service} is not part of the running stack")
+        await self._check_owner()
         await self._compose(backend, "restart", service)
         await self._wait_ready([service], no_progress)
 
@@ -212,6 +222,7 @@ class ComposeRuntime(Runtime):
     # -- pieces of the backend switch ------------------------------------------------------
     async def start_broker(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
+        await self._check_owner()
         services = list(BROKER_SERVICES[backend])
         profiles = await self._check_images(backend, services, progress)
         await self._check_ports(backend, services, profiles)
@@ -226,17 +237,20 @@ class ComposeRuntime(Runtime):
         present = {service_of(c) for c in await self._containers()}
         services = [s for s in BROKER_SERVICES[backend] if s in present]
         if services:
+            await self._check_owner()
             progress(f"stopping the {backend} broker")
             await self._compose(backend, "rm", "--stop", "--force", "-v", *services, progress=progress,
                                 profiles=[*self.config.profiles(), "ui"])
 
     async def stop_apps(self, progress: Progress = no_progress) -> None:
         backend = await self._require_backend()
+        await self._check_owner()
         progress("stopping the api and workers")
         await self._compose(backend, "stop", "--timeout", "20", *APP_SERVICES, progress=progress)
 
     async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
+        await self._check_owner()
         await self._check_images(backend, APP_SERVICES, progress)
         await self._check_ports(backend, APP_SERVICES, [])
         scale = await self._worker_scale()

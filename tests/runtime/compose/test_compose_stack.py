@@ -1,6 +1,6 @@
 """The Compose stack and the compose runtime on a real Docker engine.
 
-One stack per module (project `laddrtest<pid>`, its own .env and free host
+One stack per module (its own folder, so its own project name; its own .env and free host
 ports, Kafka UI left out: no image of it can be had without a registry),
 built from the local images of sandbox.runtime.compose.images. Nothing is
 mocked. Without an engine these tests skip on a developer's machine and FAIL
@@ -47,13 +47,16 @@ def need_engine() -> None:
         pytest.fail(f"{problem}: run scripts/setup-docker.sh first", pytrace=False)
 
 
-def runtime_for(tmp: Path, project: str, **values: str):
+def runtime_for(tmp: Path, folder: str, **values: str):
+    """A compose runtime for the sandbox folder tmp/folder: its own project name, derived from that folder."""
     from sandbox.runtime.compose import ComposeRuntime
 
-    env = tmp / f"{project}.env"
+    root = tmp / folder
+    root.mkdir(parents=True, exist_ok=True)
+    env = root / "compose.env"
     shutil.copyfile(COMPOSE_DIR / ".env.example", env)
     write_env(env, values)
-    return ComposeRuntime(Settings(env_file=tmp / "host.env"), env_file=env, project=project)
+    return ComposeRuntime(Settings(env_file=root / ".env"), env_file=env, cwd=root)
 
 
 @pytest.fixture(scope="module")
