@@ -144,7 +144,7 @@ def make_local(root: Path, settings: Settings | None = None):  # -> LocalRuntime
 
 async def finish_local(runtime) -> None:
     """down, then anything still carrying the folder's marker is ended."""
-    from sandbox.runtime.procscan import marked_pids, terminate
+    from sandbox.runtime.local.procscan import marked_pids, terminate
 
     try:
         await asyncio.wait_for(runtime.down(), 120)

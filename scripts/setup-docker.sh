@@ -84,7 +84,7 @@ engine() {
 }
 
 # --- 4. The images: Debian root filesystem, Kafka/ZooKeeper, Redis, the sandbox ----
-# Cached by sandbox.runtime.compose_images (a digest of the inputs on each image).
+# Cached by sandbox.runtime.compose.images (a digest of the inputs on each image).
 images() {
   echo "[setup-docker] images (each rebuilt only when its inputs changed):"
   local t0=$EPOCHREALTIME

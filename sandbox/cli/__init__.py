@@ -35,7 +35,8 @@ def cli(ctx: click.Context, runtime_kind: str | None, env_file: str | None) -> N
 
 @cli.command()
 @click.option("--backend", type=click.Choice(BACKENDS), help="Broker to start on (default: from .env, else redis).")
-@click.option("--runtime", "runtime_kind", type=click.Choice(stack.RUNTIMES), help="Who runs the stack.")
+@click.option("--runtime", "runtime_kind", type=click.Choice(stack.RUNTIMES),
+              help="Who runs the stack (default: the one running here, else local).")
 @click.pass_obj
 def launch(ctx: Context, backend: str | None, runtime_kind: str | None) -> None:
     """Open the terminal UI: it runs the stack, switches brokers, sends tasks, shows logs and messages.

@@ -46,15 +46,12 @@ class Context:
         except ConfigError as exc:
             raise BadInput(str(exc)) from None
 
-    async def runtime(self, kind: str | None = None) -> Runtime:
-        """The runtime asked for, else the one with a stack up here, else auto's pick."""
-        from sandbox.runtime import detect_running, make_runtime
+    async def runtime(self, kind: str | None = None, *, backend: str | None = None, say: bool = False) -> Runtime:
+        """The runtime asked for, else the one with a stack up here, else auto's pick (`say`: why not Compose)."""
+        from sandbox.runtime import choose_runtime
 
-        settings = self.settings()
-        kind = kind or self.runtime_kind
-        if kind is None:
-            return detect_running(settings) or make_runtime("auto", settings)
-        return make_runtime(kind, settings)
+        return choose_runtime(kind or self.runtime_kind, self.settings(), backend=backend,
+                              say=progress_line if say else lambda _: None)
 
 
 def run(coro: Awaitable[T]) -> T:

@@ -24,7 +24,7 @@ SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d{1,3})$")
 
 @click.command()
 @click.option("--backend", type=click.Choice(BACKENDS), help="Broker to run (default: QUEUE_BACKEND from .env, else redis).")
-@click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), help="Who runs the stack (default: auto).")
+@click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), help="Who runs the stack (default: the one running here, else auto).")
 @click.pass_obj
 @async_command
 async def up(ctx: Context, backend: str | None, runtime_kind: str | None) -> None:
@@ -34,7 +34,7 @@ async def up(ctx: Context, backend: str | None, runtime_kind: str | None) -> Non
     Example:
       laddr-sandbox up --backend kafka --runtime local
     """
-    runtime = await ctx.runtime(runtime_kind or ctx.runtime_kind or "auto")
+    runtime = await ctx.runtime(runtime_kind or ctx.runtime_kind or "auto", backend=backend, say=True)
     backend = backend or runtime.settings.queue_backend
     click.echo(f"starting the stack on {backend} ({runtime.name} runtime)…", err=True)
     await runtime.up(backend, progress_line)

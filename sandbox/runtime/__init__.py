@@ -1,64 +1,55 @@
 """Runtimes: the same stack run by Docker Compose, by local processes, or by nobody.
 
-    runtime = make_runtime("auto", settings)     # compose if Docker answers, else local
-    runtime = await detect_running(settings)     # whichever has a stack up in this folder
+    runtime = choose_runtime(kind, settings)   # THE one place that picks a runtime
+
+With no kind asked for: the stack running for this folder, else `default` (the CLI's
+auto, launch's local). auto picks Compose only where it can actually run.
+
+The CLI and the TUI call choose_runtime and then only the Runtime interface
+(base.py); local/, compose/ and external.py are imported lazily from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import sandbox
 from sandbox.config import Settings
-from sandbox.runtime.base import (
-    APP_SERVICES,
-    WORKER_SERVICES,
-    LogLine,
-    Progress,
-    Replica,
-    Runtime,
-    RuntimeFailure,
-    ServiceStatus,
-    StackNotRunning,
-    UnknownService,
-)
+from sandbox.runtime.base import Progress, Runtime, RuntimeFailure, no_progress
+from sandbox.runtime.compose.available import compose_problem, docker_answers
+from sandbox.runtime.compose.config import compose_file
 
-__all__ = [
-    "APP_SERVICES",
-    "KINDS",
-    "WORKER_SERVICES",
-    "LogLine",
-    "Progress",
-    "Replica",
-    "Runtime",
-    "RuntimeFailure",
-    "ServiceStatus",
-    "StackNotRunning",
-    "UnknownService",
-    "compose_file",
-    "detect_running",
-    "docker_answers",
-    "make_runtime",
-]
+__all__ = ["KINDS", "choose_runtime", "compose_file", "detect_running", "docker_answers", "make_runtime", "state_file"]
 
 KINDS = ("auto", "local", "compose", "external")
 T = TypeVar("T")
 
 
-def make_runtime(kind: str, settings: Settings) -> Runtime:
+def choose_runtime(kind: str | None, settings: Settings, *, default: str = "auto", backend: str | None = None,
+                   say: Progress = no_progress) -> Runtime:
+    """The runtime asked for; with none, the one running for this folder, else `default`.
+
+    auto: the one running for this folder, else Compose where it can actually run a stack
+    on `backend` (engine, files, .env, images), else local, saying why in one line.
+    """
+    kind = (kind or "").strip().lower() or None
+    if kind in (None, "auto"):
+        running = detect_running(settings)
+        if running is not None:
+            return running
+    return make_runtime(kind or default, settings, backend=backend, say=say)
+
+
+def make_runtime(kind: str, settings: Settings, *, backend: str | None = None, say: Progress = no_progress) -> Runtime:
     kind = (kind or "auto").strip().lower()
     if kind not in KINDS:
         raise RuntimeFailure(f"unknown runtime {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "auto":
-        compose = _compose_class() if compose_file() and docker_answers() else None
-        return compose(settings) if compose else _local(settings)
+        return _auto(settings, backend or settings.queue_backend, say)
     if kind == "local":
         return _local(settings)
     if kind == "external":
@@ -69,6 +60,15 @@ def make_runtime(kind: str, settings: Settings) -> Runtime:
     if compose is None:
         raise RuntimeFailure("the compose runtime is not available in this install: use --runtime local")
     return compose(settings)
+
+
+def _auto(settings: Settings, backend: str, say: Progress) -> Runtime:
+    compose = _compose_class()
+    why = "this install has no compose runtime" if compose is None else compose_problem(backend)
+    if compose is not None and why is None:
+        return compose(settings)
+    say(f"runtime auto: local, as Compose cannot run here ({why})")
+    return _local(settings)
 
 
 def detect_running(settings: Settings) -> Runtime | None:
@@ -88,6 +88,16 @@ def detect_running(settings: Settings) -> Runtime | None:
         runtime = compose(settings)
         if _run_in_thread(runtime.current_backend()) is not None:
             return runtime
+    return None
+
+
+def state_file(name: str, cwd: Path | None = None) -> Path | None:
+    """A file in this folder's sandbox state folder, when there is one (the TUI keeps its last inputs there)."""
+    from sandbox.runtime.local.statedir import STATE_ENV, state_dir
+
+    folder = state_dir(cwd)
+    if os.environ.get(STATE_ENV) or folder.is_dir():
+        return folder / name
     return None
 
 
@@ -120,36 +130,3 @@ def _compose_class() -> type[Runtime] | None:
     except ImportError:
         return None
     return ComposeRuntime
-
-
-def compose_file(cwd: Path | None = None) -> Path | None:
-    """compose/docker-compose.yml of the project here, else of the installed sandbox."""
-    for root in ((cwd or Path.cwd()), Path(sandbox.__file__).resolve().parent.parent):
-        path = root / "compose" / "docker-compose.yml"
-        if path.is_file():
-            return path
-    return None
-
-
-def docker_answers(timeout: float = 1.0) -> bool:
-    """Whether a Docker engine answers /_ping (DOCKER_HOST or the default socket)."""
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    try:
-        if host.startswith("unix://"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: object = host[len("unix://"):]
-        elif host.startswith("tcp://"):
-            parts = urlsplit(host)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            address = (parts.hostname, parts.port or 2375)
-        else:
-            return False  # ssh:// and others: leave it to the compose runtime's own checks
-        with sock:
-            sock.settimeout(timeout)
-            sock.connect(address)
-            if host.startswith("tcp://") and os.environ.get("DOCKER_TLS_VERIFY"):
-                return True  # TLS: a listening engine is as far as a plain socket can tell
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return sock.recv(64).split(b"\r\n", 1)[0].endswith(b"200 OK")
-    except OSError:
-        return False

@@ -11,11 +11,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from sandbox.config import Settings
+from sandbox.config import ConfigError, Settings, check_backend
 from sandbox.protocol import AGENTS
 
 # Progress is a line for people: "starting Kafka (JVM) … 4s".
 Progress = Callable[[str], None]
+
+# Every port a runtime publishes binds here unless the user says otherwise.
+HOST = "127.0.0.1"
 
 WORKER_SERVICES: tuple[str, ...] = tuple(f"{agent}_worker" for agent in AGENTS)
 APP_SERVICES: tuple[str, ...] = ("api", *WORKER_SERVICES)
@@ -31,6 +34,22 @@ def no_progress(_: str) -> None:
 
 class RuntimeFailure(Exception):
     """An expected runtime failure (port taken, no Java, Docker down…), one line for people."""
+
+
+def runtime_backend(backend: str) -> str:
+    """`redis` or `kafka`, else a RuntimeFailure naming the choices."""
+    try:
+        return check_backend(backend)
+    except ConfigError as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+def check_scale(service: str, replicas: int, most: int) -> None:
+    """Only worker services scale, and within 0..most replicas."""
+    if service not in WORKER_SERVICES:
+        raise RuntimeFailure(f"only worker services scale; {service} runs once (try: laddr-sandbox restart {service})")
+    if not 0 <= replicas <= most:
+        raise RuntimeFailure(f"replicas must be between 0 and {most}, not {replicas}")
 
 
 class UnknownService(RuntimeFailure):

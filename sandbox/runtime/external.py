@@ -13,17 +13,10 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from sandbox.bus import Bus, BusError, make_bus
-from sandbox.config import ConfigError, Settings, check_backend
+from sandbox.config import Settings
 from sandbox.protocol import AGENTS
-from sandbox.runtime.base import (
-    LogLine,
-    Progress,
-    Replica,
-    Runtime,
-    RuntimeFailure,
-    ServiceStatus,
-    no_progress,
-)
+from sandbox.runtime.base import LogLine, Progress, Replica, Runtime, RuntimeFailure, ServiceStatus, no_progress
+from sandbox.runtime.base import runtime_backend
 
 NOT_MANAGED = "the external runtime does not manage processes: start and stop them where they run"
 
@@ -33,7 +26,7 @@ class ExternalRuntime(Runtime):
     manages_processes = False
 
     def bus_settings(self, backend: str) -> Settings:
-        return self.settings.with_backend(_backend(backend))
+        return self.settings.with_backend(runtime_backend(backend))
 
     def _address(self, backend: str) -> str:
         return self.bus_settings(backend).broker_address
@@ -54,7 +47,7 @@ class ExternalRuntime(Runtime):
 
     # -- the whole stack -----------------------------------------------------------
     async def up(self, backend: str, progress: Progress = no_progress) -> None:
-        backend = _backend(backend)
+        backend = runtime_backend(backend)
         progress(f"checking {backend} at {self._address(backend)}")
         bus = await self._connect(backend)
         try:
@@ -161,13 +154,6 @@ class ExternalRuntime(Runtime):
 
     async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
         raise RuntimeFailure(NOT_MANAGED)
-
-
-def _backend(backend: str) -> str:
-    try:
-        return check_backend(backend)
-    except ConfigError as exc:
-        raise RuntimeFailure(str(exc)) from None
 
 
 def _ports(backend: str, address: str) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -98,23 +98,9 @@ class SandboxApp(App[None]):
 
 def remembered_inputs_file() -> Path | None:
     """Remember the last inputs per agent in the local state folder, when there is one."""
-    from sandbox.runtime.statedir import state_dir
+    from sandbox.runtime import state_file
 
-    folder = state_dir()
-    if os.environ.get("LADDR_STATE_DIR") or folder.is_dir():
-        return folder / "tui-inputs.json"
-    return None
-
-
-def pick_runtime(runtime_kind: str | None, settings: Settings) -> Runtime:
-    """The runtime asked for; with none, the one already running, else the default."""
-    from sandbox import runtime as runtimes
-
-    if not runtime_kind or runtime_kind == "auto":
-        running = runtimes.detect_running(settings)
-        if running is not None:
-            return running
-    return runtimes.make_runtime(runtime_kind or "auto", settings)
+    return state_file("tui-inputs.json")
 
 
 @contextlib.contextmanager
@@ -133,6 +119,10 @@ def logging_into_textual() -> Iterator[None]:
 
 def run_tui(runtime_kind: str | None, backend: str | None, settings: Settings) -> None:
     """Entry for the CLI's `launch`."""
-    runtime = pick_runtime(runtime_kind, settings)
+    from sandbox.runtime import choose_runtime
+
+    # The embedded default is local; --runtime auto picks Compose only where it can run.
+    runtime = choose_runtime(runtime_kind, settings, default="local", backend=backend,
+                             say=lambda line: print(line, file=sys.stderr))
     with logging_into_textual():
         SandboxApp(runtime, settings, backend, inputs_file=remembered_inputs_file()).run()

@@ -20,7 +20,7 @@ from sandbox.config import Settings
 from sandbox.protocol import AGENTS
 from sandbox.runtime import make_runtime
 from sandbox.runtime.base import WORKER_SERVICES, Runtime
-from sandbox.runtime.procscan import marked_pids, terminate
+from sandbox.runtime.local.procscan import marked_pids, terminate
 from sandbox.tui.app import SandboxApp
 from sandbox.tui.header_bar import HeaderBar
 from sandbox.tui.logs_view import LogsView

@@ -22,67 +22,27 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox.brokers.errors import BrokerError
 from sandbox.brokers.kafka import wait_kafka_ready
 from sandbox.brokers.redis_server import wait_redis_ready
 from sandbox.bus import BusError, make_bus
-from sandbox.config import ConfigError, Settings, check_backend, write_env
+from sandbox.config import ConfigError, Settings, write_env
 from sandbox.protocol import AGENTS, BACKENDS
-from sandbox.runtime import procscan
-from sandbox.runtime.base import (
-    APP_SERVICES,
-    WORKER_SERVICES,
-    LogLine,
-    Progress,
-    Replica,
-    Runtime,
-    RuntimeFailure,
-    ServiceStatus,
-    StackNotRunning,
-    UnknownService,
-    no_progress,
-)
-from sandbox.runtime.local_config import HOST, MAX_REPLICAS, LocalConfig
-from sandbox.runtime.local_programs import app_programs, broker_program, replica_name, service_of
-from sandbox.runtime.logfollow import follow_files
-from sandbox.runtime.probes import api_answers, broker_answers
-from sandbox.runtime.readiness import Readiness, last_log_line
-from sandbox.runtime.statedir import State, StateDir, state_dir
-from sandbox.runtime.supervisor_client import (
-    Supervisor,
-    SupervisorError,
-    launch_supervisord,
-    read_pid,
-    restart_counts,
-)
-from sandbox.runtime.supervisor_conf import (
-    Program,
-    configured_programs,
-    program_file,
-    remove_program,
-    write_program,
-    write_supervisord,
-)
-
-REDIS_READY_S = 30.0
-KAFKA_READY_S = 180.0  # a cold JVM on two busy cores
-APPS_READY_S = {"redis": 60.0, "kafka": 120.0}
-HEALTHY_AFTER_S = 2.0
-ALIVE_STATES = ("RUNNING", "STARTING", "BACKOFF")
-
-_STATES = {
-    "RUNNING": "running",
-    "STARTING": "starting",
-    "BACKOFF": "restarting",
-    "EXITED": "exited",
-    "STOPPING": "stopped",
-    "STOPPED": "stopped",
-    "FATAL": "fatal",
-    "UNKNOWN": "exited",
-}
+from sandbox.runtime.base import APP_SERVICES, HOST, WORKER_SERVICES, LogLine, Progress, Runtime, RuntimeFailure
+from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress, runtime_backend
+from sandbox.runtime.local.config import APPS_READY_S, KAFKA_READY_S, MAX_REPLICAS, REDIS_READY_S, LocalConfig
+from sandbox.runtime.local.daemon import end_everything, start_supervisord
+from sandbox.runtime.local.logfollow import follow_files
+from sandbox.runtime.local.probes import api_answers, broker_answers
+from sandbox.runtime.local.programs import app_programs, broker_program, replica_name, service_of
+from sandbox.runtime.local.readiness import Readiness, last_log_line
+from sandbox.runtime.local.statedir import State, StateDir, state_dir
+from sandbox.runtime.local.status import ALIVE_STATES, replicas_of, service_rows
+from sandbox.runtime.local.supervisor_client import Supervisor, restart_counts
+from sandbox.runtime.local.supervisor_conf import Program, configured_programs, program_file, remove_program
+from sandbox.runtime.local.supervisor_conf import write_program
 
 
 class LocalRuntime(Runtime):
@@ -104,7 +64,7 @@ class LocalRuntime(Runtime):
         kafka_port = ports.get("kafka") or int(s.kafka_bootstrap.split(",")[0].rpartition(":")[2])
         return replace(
             s,
-            queue_backend=_backend(backend),
+            queue_backend=runtime_backend(backend),
             redis_url=f"redis://{HOST}:{redis_port}/0",
             kafka_bootstrap=f"{HOST}:{kafka_port}",
             api_host=HOST,
@@ -144,33 +104,7 @@ class LocalRuntime(Runtime):
 
     # -- supervisord ----------------------------------------------------------------
     async def _supervisord_up(self, progress: Progress) -> None:
-        """Start supervisord (with no programs yet) unless it runs."""
-        if await self.sup.alive():
-            return
-        leftovers = procscan.marked_pids(self.dir.root)
-        if leftovers:  # a supervisord that died hard leaves its programs behind
-            progress(f"ending {len(leftovers)} process(es) left by an earlier run")
-            await asyncio.to_thread(procscan.terminate, leftovers)
-        try:
-            self.dir.create()
-            for name in configured_programs(self.dir):
-                remove_program(self.dir, name)  # a cold start decides every program afresh
-            write_supervisord(self.dir, self.project_dir)
-            self.dir.socket.unlink(missing_ok=True)
-        except OSError as exc:
-            raise RuntimeFailure(
-                f"cannot write the state folder {self.dir.root} ({exc.strerror or exc}): "
-                "make it writable or set LADDR_STATE_DIR to another folder"
-            ) from None
-        progress("starting supervisord")
-        # the marker lets `down` find every process of this folder even if supervisord dies
-        env = {**os.environ, procscan.MARKER: str(self.dir.root)}
-        await asyncio.to_thread(launch_supervisord, self.dir.conf, self.project_dir, env)
-        deadline = time.monotonic() + 15
-        while not await self.sup.alive():
-            if time.monotonic() > deadline:
-                raise RuntimeFailure(f"supervisord did not answer on {self.dir.socket}: see {self.dir.supervisord_log}")
-            await asyncio.sleep(0.05)
+        await start_supervisord(self.dir, self.sup, self.project_dir, progress)
 
     async def _require_running(self) -> State:
         if not await self.sup.alive():
@@ -202,7 +136,7 @@ class LocalRuntime(Runtime):
 
     # -- the whole stack --------------------------------------------------------------
     async def up(self, backend: str, progress: Progress = no_progress) -> None:
-        backend = _backend(backend)
+        backend = runtime_backend(backend)
         self.config.env_values()  # a malformed .env fails here, before anything starts
         async with self._locked():
             state = self.dir.load()
@@ -240,37 +174,7 @@ class LocalRuntime(Runtime):
             await self._teardown(progress)
 
     async def _teardown(self, progress: Progress) -> None:
-        pids: list[int] = []
-        if await self.sup.alive():
-            procs = await self.sup.processes()
-            pids = [info["pid"] for info in procs.values() if info["pid"]]
-            with contextlib.suppress(OSError, SupervisorError):
-                pids.append(await self.sup.pid())
-            # in parallel, apps first: supervisord's own shutdown goes one group at a time
-            apps = [n for n in procs if n not in BACKENDS]
-            if apps:
-                progress("stopping the workers and the api")
-                await self.sup.stop(apps)
-            brokers = [n for n in procs if n in BACKENDS]
-            if brokers:
-                progress(f"stopping {', '.join(brokers)}")
-                await self.sup.stop(brokers)
-            progress("stopping supervisord")
-            await self.sup.shutdown()
-        elif pid := read_pid(self.dir.pidfile):
-            pids.append(pid)
-        pids += procscan.marked_pids(self.dir.root)
-        deadline = time.monotonic() + 30
-        while procscan.alive_of(pids) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        survivors = await asyncio.to_thread(procscan.terminate, procscan.alive_of(pids), 5.0)
-        if survivors:
-            raise RuntimeFailure(f"processes {survivors} did not exit: end them with kill -9 {' '.join(map(str, survivors))}")
-        if self.dir.state_file.exists():
-            state = self.dir.load()
-            state.started_at = None
-            self.dir.save(state)
-        progress("stack down")
+        await end_everything(self.dir, self.sup, progress)
 
     def running_sync(self) -> bool:
         """Whether this folder's supervisord answers (for callers outside an event loop)."""
@@ -288,7 +192,7 @@ class LocalRuntime(Runtime):
     # -- broker -----------------------------------------------------------------------------
     async def start_broker(self, backend: str, progress: Progress = no_progress) -> None:
         """Start a broker (beside the other one, if that runs) and make its topology."""
-        backend = _backend(backend)
+        backend = runtime_backend(backend)
         async with self._locked():
             await self._supervisord_up(progress)
             state = self.dir.load()
@@ -333,7 +237,7 @@ class LocalRuntime(Runtime):
             raise RuntimeFailure(f"cannot create the {backend} topology: {exc}") from None
 
     async def stop_broker(self, backend: str, progress: Progress = no_progress) -> None:
-        backend = _backend(backend)
+        backend = runtime_backend(backend)
         async with self._locked():
             await self._require_running()
             progress(f"stopping {backend}")
@@ -357,7 +261,7 @@ class LocalRuntime(Runtime):
 
     async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
         """Start (or bring in line) the api and every worker replica on a backend, and wait for them."""
-        backend = _backend(backend)
+        backend = runtime_backend(backend)
         async with self._locked():
             state = await self._require_running()
             if not await broker_answers(backend, self._address(backend)):
@@ -383,69 +287,12 @@ class LocalRuntime(Runtime):
             raise RuntimeFailure(f"cannot reach {backend} to watch the workers register: {exc}") from None
 
     # -- services -----------------------------------------------------------------------------
-    def _replicas_of(self, service: str, programs: Any) -> list[tuple[int, str]]:
-        """(index, program) of a service among program names, by index."""
-        if service not in WORKER_SERVICES:
-            return [(1, service)] if service in programs else []
-        return sorted((int(n.rpartition("-")[2]), n) for n in programs if service_of(n) == service and n != service)
-
-    def _replica(self, index: int, name: str, info: dict[str, Any], restarts: dict[str, int]) -> Replica:
-        running = info["statename"] == "RUNNING"
-        return Replica(
-            name=name,
-            index=index,
-            state=_STATES.get(info["statename"], "exited"),
-            pid=info["pid"] or None,
-            uptime_s=float(info["now"] - info["start"]) if running else None,
-            restarts=restarts.get(name, 0),
-            detail="" if running else info.get("description", ""),
-        )
-
     async def services(self) -> list[ServiceStatus]:
         state = self.dir.load()
         procs = await self.sup.processes() if await self.sup.alive() else {}
         restarts = await asyncio.to_thread(restart_counts, self.dir.supervisord_log) if procs else {}
         backend = state.backend or self.settings.queue_backend
-        out: list[ServiceStatus] = []
-        for broker in BACKENDS:
-            if broker != backend and broker not in procs:
-                continue  # the other broker shows only while it is kept warm (a switch)
-            ports = [state.ports[k] for k in (broker, f"{broker}_controller") if k in state.ports]
-            status = ServiceStatus(broker, "broker", desired=1 if procs else 0, ports=ports)
-            if broker in procs:
-                status.replicas.append(self._replica(1, broker, procs[broker], restarts))
-            out.append(status)
-        apps_on = any(n not in BACKENDS for n in procs)
-        api = ServiceStatus("api", "api", desired=int(apps_on), ports=[state.ports["api"]] if "api" in state.ports else [])
-        if "api" in procs:
-            api.replicas.append(self._replica(1, "api", procs["api"], restarts))
-        out.append(api)
-        for service in WORKER_SERVICES:
-            status = ServiceStatus(service, "worker", desired=int(state.scale.get(service, 1)) if apps_on else 0)
-            for index, name in self._replicas_of(service, procs):
-                status.replicas.append(self._replica(index, name, procs[name], restarts))
-            out.append(status)
-        await asyncio.gather(*(self._health(s, state) for s in out))
-        return out
-
-    async def _health(self, status: ServiceStatus, state: State) -> None:
-        reps = status.replicas
-        states = {r.state for r in reps}
-        if not reps:
-            status.health = "unknown" if status.desired == 0 else "unhealthy"
-        elif states & {"fatal", "restarting", "exited"} or not states <= {"running", "starting"}:
-            status.health = "unhealthy"
-        elif "starting" in states:
-            status.health = "starting"
-        elif status.kind == "worker":
-            status.health = "starting" if any((r.uptime_s or 0) <= HEALTHY_AFTER_S for r in reps) else "healthy"
-        else:
-            if status.kind == "broker":
-                ok, patience = await broker_answers(status.name, self._address(status.name)), KAFKA_READY_S
-            else:
-                ok, patience = await api_answers(HOST, state.ports.get("api", self.settings.api_port)), 30.0
-            young = (reps[0].uptime_s or 0) < patience
-            status.health = "healthy" if ok else "starting" if young else "unhealthy"
+        return await service_rows(state, procs, restarts, backend, self._address, self.settings.api_port)
 
     def _check_service(self, service: str) -> None:
         known = [*BACKENDS, *APP_SERVICES]
@@ -455,10 +302,7 @@ class LocalRuntime(Runtime):
     # -- actions on one service ------------------------------------------------------------------
     async def scale(self, service: str, replicas: int) -> None:
         self._check_service(service)
-        if service not in WORKER_SERVICES:
-            raise RuntimeFailure(f"only worker services scale; {service} runs once (try: laddr-sandbox restart {service})")
-        if not 0 <= replicas <= MAX_REPLICAS:
-            raise RuntimeFailure(f"replicas must be between 0 and {MAX_REPLICAS}, not {replicas}")
+        check_scale(service, replicas, MAX_REPLICAS)
         async with self._locked():
             state = await self._require_running()
             if not state.backend:
@@ -468,7 +312,7 @@ class LocalRuntime(Runtime):
             everything = app_programs(self.settings, self.bus_settings(state.backend), state.backend,
                                       state.scale, self.project_dir)
             programs = [p for p in everything if service_of(p.name) == service]
-            current = [n for _, n in self._replicas_of(service, configured_programs(self.dir))]
+            current = [n for _, n in replicas_of(service, configured_programs(self.dir))]
             added = [p.name for p in programs if p.name not in current]
             await self._apply(programs, remove=[n for n in current if n not in {p.name for p in programs}])
             if added:
@@ -478,7 +322,7 @@ class LocalRuntime(Runtime):
         self._check_service(service)
         async with self._locked():
             state = await self._require_running()
-            names = [n for _, n in self._replicas_of(service, await self.sup.processes())]
+            names = [n for _, n in replicas_of(service, await self.sup.processes())]
             if not names:
                 raise RuntimeFailure(f"{service} is not running here; start the stack with laddr-sandbox up")
             await self.sup.stop(names)
@@ -504,9 +348,9 @@ class LocalRuntime(Runtime):
         self._check_service(service)
 
         def sources() -> dict[str, Path]:
-            names = [n for _, n in self._replicas_of(service, configured_programs(self.dir))]
+            names = [n for _, n in replicas_of(service, configured_programs(self.dir))]
             if not names and not follow:  # stack down: the last run's files are still worth reading
-                names = [n for _, n in self._replicas_of(service, [p.stem for p in self.dir.logs.glob("*.log")])]
+                names = [n for _, n in replicas_of(service, [p.stem for p in self.dir.logs.glob("*.log")])]
             return {n: self.dir.log_file(n) for n in names}
 
         async def lines() -> AsyncIterator[LogLine]:
@@ -515,9 +359,3 @@ class LocalRuntime(Runtime):
 
         return lines()
 
-
-def _backend(backend: str) -> str:
-    try:
-        return check_backend(backend)
-    except ConfigError as exc:
-        raise RuntimeFailure(str(exc)) from None

@@ -1,7 +1,7 @@
 """Build the Compose stack's images on a machine that reaches no container registry.
 
-    python -m sandbox.runtime.compose_images            # build what is missing or stale
-    python -m sandbox.runtime.compose_images --env      # print KEY=image lines for compose/.env
+    python -m sandbox.runtime.compose.images            # build what is missing or stale
+    python -m sandbox.runtime.compose.images --env      # print KEY=image lines for compose/.env
 
 Every image comes from Debian packages and the sandbox's own pinned inputs:
 
@@ -31,7 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from sandbox.runtime.compose.config import DEFAULT_IMAGES
+
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_DIR = ROOT / "compose"
 IMAGES_DIR = COMPOSE_DIR / "images"
 WHEELHOUSE = COMPOSE_DIR / ".wheelhouse"
@@ -40,15 +42,6 @@ LABEL = "org.laddr-sandbox.inputs"
 RECIPE = Path(__file__).read_bytes()
 PREFIX = "laddr-sandbox/"
 
-# What compose/docker-compose*.yml uses when a variable is unset (keep in step).
-DEFAULT_IMAGES = {
-    "ZOOKEEPER_IMAGE": "confluentinc/cp-zookeeper:7.7.1",
-    "KAFKA_IMAGE": "confluentinc/cp-kafka:7.7.1",
-    "KAFKA_UI_IMAGE": "provectuslabs/kafka-ui:v0.7.2",
-    "REDIS_IMAGE": "redis:7.2-alpine",
-    "SANDBOX_IMAGE": "laddr-sandbox/sandbox:latest",
-    "SANDBOX_BASE_IMAGE": "python:3.11-slim",
-}
 
 DEBIAN_SOURCES = (
     "deb http://deb.debian.org/debian bookworm main",
@@ -271,7 +264,7 @@ def ensure_images(only: list[str] | None = None, log=print) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sandbox.runtime.compose_images", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m sandbox.runtime.compose.images", description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="", help="comma list of: kafka,redis,sandbox (the base is always ensured)")
     ap.add_argument("--env", action="store_true", help="print the KEY=image lines only, build nothing")
     ap.add_argument("--write-env", metavar="PATH", help="also set those keys in this .env file")

@@ -29,9 +29,9 @@ from sandbox.runtime.base import (
     UnknownService,
 )
 from sandbox.runtime.local import LocalRuntime
-from sandbox.runtime.logfollow import follow_files
-from sandbox.runtime.procscan import alive_of, marked_pids, terminate
-from sandbox.runtime.supervisor_client import SupervisorError, launch_supervisord
+from sandbox.runtime.local.logfollow import follow_files
+from sandbox.runtime.local.procscan import alive_of, marked_pids, terminate
+from sandbox.runtime.local.supervisor_client import SupervisorError, launch_supervisord
 
 # settings a developer may have exported must not steer the tests
 LEAKY_ENV = ("REDIS_URL", "KAFKA_BOOTSTRAP", "API_PORT", "API_HOST", "QUEUE_BACKEND", "LADDR_ENV_FILE",
@@ -370,7 +370,7 @@ async def test_a_malformed_env_file_starts_nothing(tmp_path: Path) -> None:
 def test_program_environment_survives_supervisor_parsing() -> None:
     from supervisor.datatypes import dict_of_key_value_pairs
 
-    from sandbox.runtime.supervisor_conf import _env_value
+    from sandbox.runtime.local.supervisor_conf import _env_value
 
     values = {"A": 'x,y "q" 50% c:\\dir', "B": "", "C": "/path with space/p", "D": "it's,here"}
     line = ",".join(f"{k}={_env_value(k, v)}" for k, v in values.items())

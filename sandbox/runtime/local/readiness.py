@@ -20,9 +20,9 @@ from typing import Any
 from sandbox.bus import Bus
 from sandbox.protocol import AgentInfo
 from sandbox.runtime.base import Progress, RuntimeFailure, agent_of_service
-from sandbox.runtime.local_programs import service_of
-from sandbox.runtime.logfollow import line_time, read_tail
-from sandbox.runtime.supervisor_client import Supervisor
+from sandbox.runtime.local.programs import service_of
+from sandbox.runtime.local.logfollow import line_time, read_tail
+from sandbox.runtime.local.supervisor_client import Supervisor
 
 Procs = dict[str, dict[str, Any]]
 

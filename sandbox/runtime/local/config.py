@@ -15,11 +15,14 @@ from urllib.parse import urlsplit
 
 from sandbox.brokers.ports import free_ports, port_is_free
 from sandbox.config import ConfigError, Settings, read_env_file
-from sandbox.runtime.base import WORKER_SERVICES, RuntimeFailure
-from sandbox.runtime.statedir import State
+from sandbox.runtime.base import HOST, WORKER_SERVICES, RuntimeFailure
+from sandbox.runtime.local.statedir import State
 
-HOST = "127.0.0.1"
 MAX_REPLICAS = 64
+# how long each part may take to answer after it starts
+REDIS_READY_S = 30.0
+KAFKA_READY_S = 180.0  # a cold JVM on two busy cores
+APPS_READY_S = {"redis": 60.0, "kafka": 120.0}
 # which program holds each port
 PORT_OWNERS = {"redis": "redis", "kafka": "kafka", "kafka_controller": "kafka", "api": "api"}
 

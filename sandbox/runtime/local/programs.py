@@ -15,9 +15,8 @@ from sandbox.brokers.kafka import KafkaSpec, find_java
 from sandbox.brokers.kafka_jars import ensure_kafka_jars
 from sandbox.brokers.redis_server import RedisSpec
 from sandbox.config import Settings
-from sandbox.runtime.base import WORKER_SERVICES, Progress, RuntimeFailure, agent_of_service
-from sandbox.runtime.local_config import HOST
-from sandbox.runtime.supervisor_conf import PRIORITY_API, PRIORITY_BROKER, PRIORITY_WORKER, Program
+from sandbox.runtime.base import HOST, WORKER_SERVICES, Progress, RuntimeFailure, agent_of_service
+from sandbox.runtime.local.supervisor_conf import PRIORITY_API, PRIORITY_BROKER, PRIORITY_WORKER, Program
 
 WORKER_STOP_WAIT_S = 30  # in-flight tasks get this long after SIGTERM, then SIGKILL
 API_STOP_WAIT_S = 10

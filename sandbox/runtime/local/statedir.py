@@ -45,36 +45,15 @@ class State:
 class StateDir:
     def __init__(self, root: Path):
         self.root = root
+        self.conf = root / "supervisord.conf"
+        self.programs = root / "conf.d"  # one <program>.conf each
+        self.logs = root / "logs"
+        self.data = root / "data"  # the brokers' storage
+        self.pidfile = root / "supervisord.pid"
+        self.supervisord_log = self.logs / "supervisord.log"
+        self.state_file = root / "state.json"
 
     # -- paths ------------------------------------------------------------------
-    @property
-    def conf(self) -> Path:
-        return self.root / "supervisord.conf"
-
-    @property
-    def programs(self) -> Path:
-        return self.root / "conf.d"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.root / "supervisord.pid"
-
-    @property
-    def supervisord_log(self) -> Path:
-        return self.logs / "supervisord.log"
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / "state.json"
-
     @property
     def socket(self) -> Path:
         path = self.root / "supervisor.sock"

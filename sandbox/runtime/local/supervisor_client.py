@@ -18,7 +18,7 @@ from typing import Any
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from sandbox.runtime.base import RuntimeFailure
-from sandbox.runtime.procscan import alive_of
+from sandbox.runtime.local.procscan import alive_of
 
 # supervisord's process states (supervisor.states.ProcessStates) in which nothing runs
 DOWN_STATES = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.runtime.base import RuntimeFailure
-from sandbox.runtime.statedir import StateDir
+from sandbox.runtime.local.statedir import StateDir
 
 # supervisord's own priorities: brokers start first and stop last; workers stop
 # first, while the broker still takes their acknowledgements.

@@ -1,8 +1,8 @@
 """The Compose stack and the compose runtime on a real Docker engine.
 
-One stack per module (project `laddrtest<pid>`, its own .env and free host
+One stack per module (its own folder, so its own project name; its own .env and free host
 ports, Kafka UI left out: no image of it can be had without a registry),
-built from the local images of sandbox.runtime.compose_images. Nothing is
+built from the local images of sandbox.runtime.compose.images. Nothing is
 mocked. Without an engine these tests skip on a developer's machine and FAIL
 in CI (CI=true): run scripts/setup-docker.sh first.
 """
@@ -25,7 +25,7 @@ from sandbox.config import Settings, write_env
 from sandbox.protocol import AGENTS, expected_channels
 from sandbox.runtime import docker_answers
 from sandbox.runtime.base import RuntimeFailure
-from sandbox.runtime.compose_images import COMPOSE_DIR, DEFAULT_IMAGES, ensure_images
+from sandbox.runtime.compose.images import COMPOSE_DIR, DEFAULT_IMAGES, ensure_images
 
 pytestmark = pytest.mark.timeout(900)
 INPUTS = {"query": "test", "report": "Report on test. Key point: kafka"}
@@ -47,13 +47,16 @@ def need_engine() -> None:
         pytest.fail(f"{problem}: run scripts/setup-docker.sh first", pytrace=False)
 
 
-def runtime_for(tmp: Path, project: str, **values: str):
+def runtime_for(tmp: Path, folder: str, **values: str):
+    """A compose runtime for the sandbox folder tmp/folder: its own project name, derived from that folder."""
     from sandbox.runtime.compose import ComposeRuntime
 
-    env = tmp / f"{project}.env"
+    root = tmp / folder
+    root.mkdir(parents=True, exist_ok=True)
+    env = root / "compose.env"
     shutil.copyfile(COMPOSE_DIR / ".env.example", env)
     write_env(env, values)
-    return ComposeRuntime(Settings(env_file=tmp / "host.env"), env_file=env, project=project)
+    return ComposeRuntime(Settings(env_file=root / ".env"), env_file=env, cwd=root)
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +283,7 @@ async def test_the_v1_cli_runs_the_redis_stack(local_images, tmp_path) -> None:
         pytest.skip("docker-compose (v1) is not installed")
     api, redis = free_ports(2)
     rt = runtime_for(tmp_path, f"laddrv1{os.getpid()}", API_HOST_PORT=str(api), REDIS_HOST_PORT=str(redis), **local_images)
-    rt._cli = ["docker-compose"]
+    rt.cli.argv = ["docker-compose"]
     try:
         await rt.up("redis")
         assert await rt.current_backend() == "redis"

@@ -1,0 +1,295 @@
+"""The compose runtime: the stack of compose/*.yml on a Docker engine.
+
+Changes (up, down, scale, restart) go through the Compose CLI (cli.py); what
+runs, its health and its logs come from the engine through the docker SDK
+(engine.py, logs.py), found by Compose's labels.
+
+Which broker runs is which backend file joins docker-compose.yml (see its
+header); the runtime records the choice in compose/.env (COMPOSE_FILE,
+QUEUE_BACKEND) so the guide's plain `docker compose …` commands see the same.
+Configuration: config.py (LADDR_COMPOSE_DIR, _ENV_FILE, _PROJECT) and cli.py (LADDR_COMPOSE_CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from sandbox.brokers.ports import port_is_free
+from sandbox.config import Settings, check_backend
+from sandbox.runtime.base import APP_SERVICES, HOST, WORKER_SERVICES, LogLine, Progress, Runtime, RuntimeFailure
+from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress
+from sandbox.runtime.compose.cli import ComposeCli
+from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, HOST_PORTS, UI_PORT, ComposeConfig
+from sandbox.runtime.compose.engine import Engine, env_of, health_of, last_line, number, published, replica
+from sandbox.runtime.compose.engine import service_health, service_of
+from sandbox.runtime.compose.logs import service_logs
+
+# The broker services that stay up (not the one-shot init job, not the optional UI).
+BROKER_RUNNING = {"kafka": ["zookeeper", "kafka"], "redis": ["redis"]}
+ONE_SHOT = {"kafka-init"}  # jobs that run to completion; not shown as services
+MAX_REPLICAS = 32
+READY_TIMEOUT_S = float(os.environ.get("LADDR_COMPOSE_READY_TIMEOUT", "180"))
+CRASH_LOOP_RESTARTS = 3
+
+
+class ComposeRuntime(Runtime):
+    name = "compose"
+
+    def __init__(self, settings: Settings, *, compose_dir: Path | None = None, env_file: Path | None = None,
+                 project: str | None = None, cli: list[str] | None = None, cwd: Path | None = None):
+        super().__init__(settings)
+        self.config = ComposeConfig(compose_dir, env_file, project, root=cwd)
+        self.dir, self.env_file, self.project = self.config.dir, self.config.env_file, self.config.project
+        self.cli = ComposeCli(self.config, cli)
+        self.engine = Engine(self.project, self.config.root)
+
+    def bus_settings(self, backend: str) -> Settings:
+        return self.config.host_settings(self.settings, backend)
+
+    async def _compose(self, backend: str, *args: str, progress: Progress = no_progress,
+                       profiles: list[str] | None = None) -> str:
+        return await self.cli.run(self.config.files(backend), *args, progress=progress, profiles=profiles)
+
+    async def _containers(self, service: str | None = None, all_: bool = True) -> list[Any]:
+        return await self.engine.containers(service, all_)
+
+    async def _check_owner(self) -> None:
+        """Compose acts on a whole project: refuse one that another folder's containers share."""
+        others = await self.engine.other_roots()
+        if others:
+            raise RuntimeFailure(f"the compose project {self.project} also runs containers of {', '.join(sorted(others))}: "
+                                 f"not touching it from {self.config.root}; unset LADDR_COMPOSE_PROJECT or pick another name")
+
+    # -- checks before anything starts ---------------------------------------------------
+    async def _check_images(self, backend: str, services: Iterable[str], progress: Progress) -> list[str]:
+        """Fail when an image is missing; returns the profiles to use (Kafka UI dropped if its image is missing)."""
+        profiles = self.config.profiles()
+        for var in self.config.image_vars(backend, services):
+            image = self.config.image(var)
+            if why := await self.engine.image_ready(image, progress):
+                raise RuntimeFailure(f"image {image} ({var}) is {why}: run scripts/setup-docker.sh, which builds "
+                                     f"local images and sets {var} in {self.env_file}")
+        if backend == "kafka" and "ui" in profiles and "kafka-ui" in services:
+            image = self.config.image("KAFKA_UI_IMAGE")
+            if why := await self.engine.image_ready(image, progress):
+                progress(f"Kafka UI left out: image {image} is {why}")
+                profiles.remove("ui")
+        return profiles
+
+    async def _check_ports(self, backend: str, services: Iterable[str], profiles: list[str]) -> None:
+        """A host port already taken by something that is not this stack: one clear line."""
+        services = set(services)
+        mine = {p for c in await self._containers(all_=False) for p in published(c)}
+        checks = [(var, default) for var, (default, only) in HOST_PORTS.items()
+                  if (only is None and services & set(APP_SERVICES)) or (only == backend and services & set(BROKER_SERVICES[backend]))]
+        if backend == "kafka" and "ui" in profiles and "kafka-ui" in services:
+            checks.append(UI_PORT)
+        for var, default in checks:
+            port = self.config.port(var, default)
+            if port not in mine and not port_is_free(port, HOST):
+                raise RuntimeFailure(f"port {port} ({var}) is taken by another program: stop it, or set {var} "
+                                     f"to a free port in {self.env_file}")
+
+    # -- the whole stack ---------------------------------------------------------------
+    async def up(self, backend: str, progress: Progress = no_progress) -> None:
+        backend = check_backend(backend)
+        await self.cli.find()
+        await asyncio.to_thread(self.engine.client)
+        await self._check_owner()
+        files = self.config.files(backend)
+        services = [*BROKER_SERVICES[backend], *APP_SERVICES]
+        profiles = await self._check_images(backend, services, progress)
+        await self._check_ports(backend, services, profiles)
+        scale = await self._worker_scale()
+        self.config.record(backend, files)
+        progress(f"starting the {backend} stack ({' + '.join(files)})")
+        await self._compose(backend, "up", "-d", "--remove-orphans", *_scale_args(scale),
+                            progress=progress, profiles=profiles)
+        await self._wait_ready([*BROKER_RUNNING[backend], *APP_SERVICES], progress)
+
+    async def down(self, progress: Progress = no_progress) -> None:
+        """Remove this folder's containers and network, and only the volumes made for its containers."""
+        await self._check_owner()
+        mine, networks = await self._containers(), await self.engine.networks()
+        if not mine and not networks:
+            progress(f"no compose stack of this folder here (project {self.project})")
+            return
+        volumes = await self.engine.made_volumes(mine)
+        progress(f"taking down the compose project {self.project}: {len(mine)} container(s), "
+                 f"network(s) {', '.join(networks) or 'none'}, {len(volumes)} volume(s) made for its containers"
+                 + (f" ({', '.join(v[:12] for v in volumes)})" if volumes else ""))
+        backend = await self.current_backend() or self.config.recorded_backend() or "kafka"
+        await self._compose(backend, "down", "--remove-orphans", "--timeout", "20",
+                            progress=progress, profiles=[*self.config.profiles(), "ui"])
+        # Whatever Compose left (a service of a profile it did not load): remove it too.
+        leftovers = await self._containers()
+        if leftovers:
+            await self.engine.remove(leftovers)
+        if in_use := await self.engine.remove_volumes(volumes):
+            progress(f"left {len(in_use)} volume(s) still in use by other containers: {', '.join(in_use)}")
+
+    async def current_backend(self) -> str | None:
+        running = await self._containers(all_=False)
+        for c in running:  # what the apps were started with wins (both brokers run during a switch)
+            if service_of(c) in APP_SERVICES:
+                backend = env_of(c).get("QUEUE_BACKEND")
+                if backend in BACKEND_FILES:
+                    return backend
+        names = {service_of(c) for c in running}
+        return next((b for b in ("kafka", "redis") if b in names), None)
+
+    async def _require_backend(self) -> str:
+        backend = await self.current_backend()
+        if backend is None:
+            raise StackNotRunning(self.name)
+        return backend
+
+    # -- services --------------------------------------------------------------------
+    async def services(self) -> list[ServiceStatus]:
+        found = await self._containers()
+        backend = await self.current_backend()
+        by_service: dict[str, list[Any]] = {}
+        for c in found:
+            by_service.setdefault(service_of(c) or "?", []).append(c)
+        order = [s for b in ("kafka", "redis") for s in BROKER_SERVICES[b]
+                 if s in by_service or (b == backend and s in BROKER_RUNNING[b])]
+        out = []
+        for name in [*dict.fromkeys(order), *APP_SERVICES]:
+            if name in ONE_SHOT:
+                continue
+            cs = by_service.get(name, [])
+            kind = "api" if name == "api" else "worker" if name in WORKER_SERVICES else "ui" if name == "kafka-ui" else "broker"
+            status = ServiceStatus(name, kind, desired=len(cs) if backend else 0,
+                                   replicas=[replica(name, c) for c in cs],
+                                   ports=sorted({p for c in cs for p in published(c)}))
+            status.health = service_health(cs)
+            out.append(status)
+        return out
+
+    def _known(self) -> list[str]:
+        brokers = (s for b in ("kafka", "redis") for s in BROKER_SERVICES[b] if s not in ONE_SHOT)
+        return [*dict.fromkeys(brokers), *APP_SERVICES]
+
+    def _check_service(self, service: str) -> None:
+        if service not in self._known():
+            raise UnknownService(service, self._known())
+
+    async def _worker_scale(self) -> dict[str, int]:
+        """Replicas per worker: as many containers as exist now (running or stopped), else SCALE_<SERVICE> of .env (1)."""
+        counts = {s: 0 for s in WORKER_SERVICES}
+        for c in await self._containers():
+            if (s := service_of(c)) in counts:
+                counts[s] += 1
+        pinned = self.config.pinned_scale()
+        return {s: n or pinned[s] for s, n in counts.items()}
+
+    async def scale(self, service: str, replicas: int) -> None:
+        self._check_service(service)
+        check_scale(service, replicas, MAX_REPLICAS)
+        backend = await self._require_backend()
+        await self._check_owner()
+        await self._compose(backend, "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service)
+        if replicas:
+            await self._wait_ready([service], no_progress)
+
+    async def restart(self, service: str) -> None:
+        self._check_service(service)
+        backend = await self._require_backend()
+        if not await self._containers(service):
+            raise RuntimeFailure(f"{service} is not part of the running stack")
+        await self._check_owner()
+        await self._compose(backend, "restart", service)
+        await self._wait_ready([service], no_progress)
+
+    async def kill_replica(self, service: str, replica: int) -> None:
+        self._check_service(service)
+        await self._require_backend()
+        target = next((c for c in await self._containers(service, all_=False) if number(c) == replica), None)
+        if target is None:
+            raise RuntimeFailure(f"{service}-{replica} is not running")
+        await self.engine.kill_and_revive(target)
+
+    def logs(self, service: str, *, tail: int = 100, follow: bool = False) -> AsyncIterator[LogLine]:
+        """Every replica's lines, tagged by replica; following picks up new and restarted replicas."""
+        self._check_service(service)
+        return service_logs(self.engine, service, tail=tail, follow=follow)
+
+    # -- pieces of the backend switch ------------------------------------------------------
+    async def start_broker(self, backend: str, progress: Progress = no_progress) -> None:
+        backend = check_backend(backend)
+        await self._check_owner()
+        services = list(BROKER_SERVICES[backend])
+        profiles = await self._check_images(backend, services, progress)
+        await self._check_ports(backend, services, profiles)
+        progress(f"starting the {backend} broker")
+        # The last service pulls in the rest through depends_on (kafka-init -> kafka -> zookeeper).
+        target = ["kafka-init", *(["kafka-ui"] if "ui" in profiles else [])] if backend == "kafka" else ["redis"]
+        await self._compose(backend, "up", "-d", *target, progress=progress, profiles=profiles)
+        await self._wait_ready(BROKER_RUNNING[backend], progress)
+
+    async def stop_broker(self, backend: str, progress: Progress = no_progress) -> None:
+        backend = check_backend(backend)
+        present = {service_of(c) for c in await self._containers()}
+        services = [s for s in BROKER_SERVICES[backend] if s in present]
+        if services:
+            await self._check_owner()
+            progress(f"stopping the {backend} broker")
+            await self._compose(backend, "rm", "--stop", "--force", "-v", *services, progress=progress,
+                                profiles=[*self.config.profiles(), "ui"])
+
+    async def stop_apps(self, progress: Progress = no_progress) -> None:
+        backend = await self._require_backend()
+        await self._check_owner()
+        progress("stopping the api and workers")
+        await self._compose(backend, "stop", "--timeout", "20", *APP_SERVICES, progress=progress)
+
+    async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
+        backend = check_backend(backend)
+        await self._check_owner()
+        await self._check_images(backend, APP_SERVICES, progress)
+        await self._check_ports(backend, APP_SERVICES, [])
+        scale = await self._worker_scale()
+        self.config.record(backend, self.config.files(backend))
+        progress(f"starting the api and workers on {backend}")
+        await self._compose(backend, "up", "-d", *_scale_args(scale), *APP_SERVICES, progress=progress,
+                            profiles=self.config.profiles())
+        await self._wait_ready(list(APP_SERVICES), progress)
+
+    # -- waiting -----------------------------------------------------------------------
+    async def _wait_ready(self, services: list[str], progress: Progress, timeout: float = READY_TIMEOUT_S) -> None:
+        """Every replica of `services` running and healthy; fails fast on a crash loop."""
+        deadline = time.monotonic() + timeout
+        said = ""
+        while True:
+            waiting = []
+            for service in services:
+                cs = await self._containers(service)
+                if not cs:
+                    waiting.append(f"{service} (no container)")
+                for c in cs:
+                    state, health, restarts = c.attrs["State"], health_of(c), c.attrs.get("RestartCount", 0)
+                    if state["Status"] == "running" and health in (None, "healthy"):
+                        continue
+                    name = f"{service}-{number(c)}"
+                    if restarts >= CRASH_LOOP_RESTARTS or state["Status"] == "exited":
+                        raise RuntimeFailure(f"{name} keeps failing ({state['Status']}, {restarts} restarts): "
+                                             f"{last_line(c)}")
+                    waiting.append(f"{name} ({health or state['Status']})")
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"not ready after {timeout:.0f}s: {', '.join(waiting)}")
+            line = "waiting for " + ", ".join(waiting[:4]) + (" …" if len(waiting) > 4 else "")
+            if line != said:
+                progress(line)
+                said = line
+            await asyncio.sleep(1.0)
+
+
+def _scale_args(scale: dict[str, int]) -> list[str]:
+    return [arg for service, n in scale.items() for arg in ("--scale", f"{service}={n}")]
