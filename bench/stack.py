@@ -27,7 +27,9 @@ from pathlib import Path
 from sandbox.bus import Bus, make_bus
 from sandbox.config import Settings
 from sandbox.protocol import AGENTS
-from sandbox.runtime.base import WORKER_SERVICES
+from sandbox.runtime.base import worker_services
+
+WORKER_SERVICES = worker_services(Settings())  # the five example agents'
 
 ROOT = Path(__file__).resolve().parent.parent
 # settings a developer may have exported must not steer a benchmark

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sandbox import __version__
 from sandbox.bus import Bus, BusError, BusUnavailable, MessageTooLarge, RequestTimeout, make_bus
 from sandbox.config import ConfigError, Settings, load_settings
-from sandbox.protocol import AGENTS, AGENT_NAME_RE, Response
+from sandbox.protocol import AGENT_NAME_RE, Response
 from sandbox.bus.common import Backoff
 
 log = logging.getLogger("sandbox.api")
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def prepare(bus: Bus) -> None:
         await bus.connect()
         # The api is the one service every stack starts: it lays out the topics.
-        await bus.ensure_topology(AGENTS, settings.kafka_partitions)
+        await bus.ensure_topology(settings.agents, settings.kafka_partitions)
         await bus.follow_responses()  # GET /api/v1/responses/{id} sees all from now on
 
     async def keep_trying(app: FastAPI, bus: Bus) -> None:

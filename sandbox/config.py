@@ -23,6 +23,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 MAX_REPLICAS = 64  # per worker service, on one machine
+# A Laddr project's .env sets these for its own Compose stack; the sandbox's stack has its own.
+PROJECT_OWNED = ("QUEUE_BACKEND", "REDIS_URL", "KAFKA_BOOTSTRAP", "API_HOST", "API_PORT")
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,9 @@ class Settings:
     kafka_partitions: int = 6
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     agents_dir: Path | None = None  # None: the bundled agents_examples
+    # A user's Laddr project (`laddr init`): its agents' own workers run instead of the examples.
+    project: Path | None = None
+    agents: tuple[str, ...] = AGENTS  # the stack's agents: the examples, or the project's
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_key: str | None = None
@@ -60,6 +65,12 @@ class Settings:
     max_deliveries: int = 5
     heartbeat_s: float = 5.0
     env_file: Path | None = None
+    notes: tuple[str, ...] = ()  # what people should know about where these settings came from
+
+    @property
+    def env_file_writable(self) -> bool:
+        """Whether the sandbox may record its own settings in env_file (never in a project's .env)."""
+        return self.env_file is not None and not is_project_folder(Path(self.env_file).resolve().parent)
 
     def with_backend(self, backend: str) -> Settings:
         return replace(self, queue_backend=check_backend(backend))
@@ -136,11 +147,13 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
     path = Path(named or ".env")
     if named and not path.is_file():
         raise ConfigError(f"settings file {path} does not exist (from --env-file / LADDR_ENV_FILE)")
-    values: dict[str, str] = {**read_env_file(path), **{k: v for k, v in environ.items()}}
+    from_file, notes = read_sandbox_env(path)
+    values: dict[str, str] = {**from_file, **{k: v for k, v in environ.items()}}
     redis_url = check_redis_url(values.get("REDIS_URL") or DEFAULT_REDIS_URL)
     bootstrap = check_bootstrap(values.get("KAFKA_BOOTSTRAP") or DEFAULT_KAFKA_BOOTSTRAP)
     check_scales(values)
     agents_dir = values.get("LADDR_AGENTS_DIR")
+    project, agents = _project(values.get("LADDR_PROJECT"))
     return Settings(
         queue_backend=check_backend(values.get("QUEUE_BACKEND") or "redis"),
         redis_url=redis_url,
@@ -156,6 +169,8 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
             ssl_keyfile=values.get("KAFKA_SSL_KEYFILE") or None,
         ),
         agents_dir=Path(agents_dir) if agents_dir else None,
+        project=project,
+        agents=agents,
         api_host=values.get("API_HOST") or "127.0.0.1",
         api_port=_int(values, "API_PORT", 8000, 1, 65535),
         api_key=values.get("LADDR_API_KEY") or None,
@@ -164,7 +179,27 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
         max_deliveries=_int(values, "LADDR_MAX_DELIVERIES", 5, 1, 1000),
         heartbeat_s=float(_int(values, "LADDR_HEARTBEAT_MS", 5000, 100)) / 1000.0,
         env_file=path,
+        notes=notes,
     )
+
+
+def is_project_folder(folder: Path) -> bool:
+    """A Laddr project's folder (`laddr init`): its .env is the project's, not the sandbox's."""
+    return (folder / "laddr.yml").is_file() and (folder / "agents").is_dir()
+
+
+def read_sandbox_env(path: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The sandbox's settings in a `.env`, and notes. Of a Laddr project's .env, not the broker,
+    api and backend settings it holds for its own Compose stack (compose hostnames, 0.0.0.0)."""
+    values = read_env_file(path)
+    if not is_project_folder(Path(path).resolve().parent):
+        return values, ()
+    ignored = [k for k in PROJECT_OWNED if values.get(k)]
+    kept = {k: v for k, v in values.items() if k not in PROJECT_OWNED}
+    kept.setdefault("LADDR_PROJECT", str(Path(path).resolve().parent))
+    notes = (f"{path} is the Laddr project's own .env: its {', '.join(ignored)} are for its Compose stack; "
+             "the sandbox runs its own broker and api on 127.0.0.1",) if ignored else ()
+    return kept, notes
 
 
 def check_scales(values: Mapping[str, str]) -> None:
@@ -174,10 +209,30 @@ def check_scales(values: Mapping[str, str]) -> None:
             _int(values, key, 1, 0, MAX_REPLICAS)
 
 
-def scale_from_env(values: Mapping[str, str]) -> dict[str, int]:
+def _project(folder: str | None) -> tuple[Path | None, tuple[str, ...]]:
+    if not folder:
+        return None, AGENTS
+    from sandbox.project import LaddrProject, ProjectError
+
+    try:
+        project = LaddrProject.open(folder)
+    except ProjectError as exc:
+        raise ConfigError(f"LADDR_PROJECT: {exc}") from None
+    return project.root, project.agent_names
+
+
+def with_project(settings: Settings, folder: str | Path | None) -> Settings:
+    """Settings for `--project DIR` (None keeps what .env / LADDR_PROJECT said)."""
+    if folder is None:
+        return settings
+    project, agents = _project(str(folder))
+    return replace(settings, project=project, agents=agents)
+
+
+def scale_from_env(values: Mapping[str, str], agents: tuple[str, ...] = AGENTS) -> dict[str, int]:
     """Per-service replica counts: `SCALE_RESEARCHER_WORKER=3`."""
     scale = {}
-    for agent in AGENTS:
+    for agent in agents:
         scale[f"{agent}_worker"] = _int(values, f"SCALE_{agent.upper()}_WORKER", 1, 0, MAX_REPLICAS)
     return scale
 

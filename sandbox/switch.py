@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox.bus import Bus, make_bus
-from sandbox.protocol import AGENTS, agent_of_channel
+from sandbox.protocol import agent_of_channel
 from sandbox.runtime.base import Progress, Runtime, StackNotRunning, no_progress
 
 
@@ -46,10 +46,10 @@ class SwitchReport:
         return f"switched {self.source} -> {self.target} in {self.seconds:.1f}s{moved}"
 
 
-async def _agents_with_queues(bus: Bus) -> list[str]:
-    """The five example agents plus any other agent that has a queue on the broker."""
+async def _agents_with_queues(bus: Bus, agents: tuple[str, ...]) -> list[str]:
+    """The stack's agents plus any other agent that has a queue on the broker."""
     found = [agent_of_channel(c) for c in await bus.channels()]
-    return list(dict.fromkeys([*AGENTS, *(a for a in found if a)]))
+    return list(dict.fromkeys([*agents, *(a for a in found if a)]))
 
 
 async def count_pending(runtime: Runtime) -> dict[str, int]:
@@ -58,13 +58,13 @@ async def count_pending(runtime: Runtime) -> dict[str, int]:
     if backend is None:
         raise StackNotRunning(runtime.name)
     async with make_bus(runtime.bus_settings(backend)) as bus:
-        stats = await bus.queue_stats(await _agents_with_queues(bus))
+        stats = await bus.queue_stats(await _agents_with_queues(bus, runtime.settings.agents))
     return {s.agent: s.waiting for s in stats if s.waiting}
 
 
 async def migrate_pending(source: Bus, target: Bus, progress: Progress = no_progress) -> dict[str, int]:
     """Copy every unanswered task from one broker to the other; acknowledge each after the copy."""
-    agents = await _agents_with_queues(source)
+    agents = await _agents_with_queues(source, source.settings.agents)
     await target.ensure_topology(agents)
     moved: dict[str, int] = {}
     for agent in agents:

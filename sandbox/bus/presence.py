@@ -10,10 +10,11 @@ the other witness, and each kind is judged by its own heartbeat interval.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
-from sandbox.bus.base import ConsumerInfo, QueueStats
-from sandbox.protocol import AgentInfo
+from sandbox.bus.base import Bus, ConsumerInfo, QueueStats
+from sandbox.protocol import AgentInfo, agent_of_channel
 
 LADDR_HEARTBEAT_S = 30.0  # Laddr 0.9.6's Agent._heartbeat_loop
 SANDBOX = "sandbox"
@@ -96,3 +97,18 @@ def _explain(row: AgentPresence) -> None:
         )
     if row.registry is not None and not row.registry_alive and not row.consumers:
         row.notes.append(f"registry heartbeat {row.registry.last_heartbeat:.0f} is stale and nobody consumes")
+
+
+async def agent_presence(bus: Bus, sandbox_interval: float) -> list[AgentPresence]:
+    """Every agent the registry or the broker knows, with who serves it."""
+    registry = await bus.agents()
+    names = sorted({*registry, *(a for a in map(agent_of_channel, await bus.channels()) if a)})
+    stats = await bus.queue_stats(names) if names else []
+    return merge(registry, stats, time.time(), sandbox_interval)
+
+
+async def known_agents(bus: Bus, stack_agents: tuple[str, ...]) -> list[str]:
+    """The stack's agents first, then any other the registry or the broker knows."""
+    registry = await bus.agents()
+    found = [a for a in map(agent_of_channel, await bus.channels()) if a]
+    return list(dict.fromkeys([*stack_agents, *sorted({*registry, *found})]))

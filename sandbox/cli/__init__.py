@@ -19,9 +19,11 @@ from sandbox.protocol import BACKENDS
 @click.option("--runtime", "runtime_kind", type=click.Choice(stack.RUNTIMES), envvar="LADDR_RUNTIME",
               help="Who runs the stack (default: the one running here, else auto).")
 @click.option("--env-file", type=click.Path(dir_okay=False), envvar="LADDR_ENV_FILE", help="Settings file (default: ./.env).")
+@click.option("--project", metavar="DIR", help="A Laddr project (laddr init) whose agents the stack runs; "
+              "default: LADDR_PROJECT in .env, or this folder if it is one.")
 @click.version_option(__version__, prog_name="laddr-sandbox")
 @click.pass_context
-def cli(ctx: click.Context, runtime_kind: str | None, env_file: str | None) -> None:
+def cli(ctx: click.Context, runtime_kind: str | None, env_file: str | None, project: str | None) -> None:
     """A local sandbox for Laddr multi-agent systems on Redis or Kafka.
 
     \b
@@ -30,23 +32,26 @@ def cli(ctx: click.Context, runtime_kind: str | None, env_file: str | None) -> N
       laddr-sandbox up --backend kafka
       laddr-sandbox verify            the migration guide's checks
     """
-    ctx.obj = Context(runtime_kind=runtime_kind, env_file=env_file)
+    ctx.obj = Context(runtime_kind=runtime_kind, env_file=env_file, project=project)
 
 
 @cli.command()
 @click.option("--backend", type=click.Choice(BACKENDS), help="Broker to start on (default: from .env, else redis).")
 @click.option("--runtime", "runtime_kind", type=click.Choice(stack.RUNTIMES),
               help="Who runs the stack (default: the one running here, else local).")
+@click.option("--project", "project_dir", metavar="DIR", help="Run a Laddr project's own agents (made by `laddr init`).")
 @click.pass_obj
-def launch(ctx: Context, backend: str | None, runtime_kind: str | None) -> None:
+def launch(ctx: Context, backend: str | None, runtime_kind: str | None, project_dir: str | None) -> None:
     """Open the terminal UI: it runs the stack, switches brokers, sends tasks, shows logs and messages.
 
     \b
     Example:
       laddr-sandbox launch --backend kafka
+      laddr-sandbox launch --project ~/code/myproj
     """
     from sandbox.tui.app import run_tui
 
+    expected_failures(lambda: stack.use_project(ctx, project_dir))
     settings = ctx.settings()
     expected_failures(lambda: run_tui(runtime_kind or ctx.runtime_kind, backend, settings))
 

@@ -14,7 +14,7 @@ import click
 from sandbox.agents import AgentNotFound
 from sandbox.brokers.errors import BrokerError
 from sandbox.bus import BusError, RequestTimeout
-from sandbox.config import ConfigError, Settings, load_settings
+from sandbox.config import ConfigError, Settings, load_settings, with_project
 from sandbox.runtime.base import Runtime, RuntimeFailure, UnknownService
 
 T = TypeVar("T")
@@ -39,10 +39,11 @@ class Failed(click.ClickException):
 class Context:
     runtime_kind: str | None  # None: whichever runtime has a stack up here
     env_file: str | None
+    project: str | None = None  # a Laddr project's folder (--project); else .env's LADDR_PROJECT
 
     def settings(self) -> Settings:
         try:
-            return load_settings(self.env_file)
+            return with_project(load_settings(self.env_file), self.project)
         except ConfigError as exc:
             raise BadInput(str(exc)) from None
 

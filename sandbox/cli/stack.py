@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import click
 import orjson
@@ -12,8 +13,8 @@ from sandbox.bus import make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
 from sandbox.cli.formatting import queue_lines, services_table
 from sandbox.colours import replica_colour
-from sandbox.config import mask, read_env_file
-from sandbox.protocol import AGENTS, BACKENDS, other_backend
+from sandbox.config import mask, read_env_file, write_env
+from sandbox.protocol import BACKENDS, other_backend
 from sandbox.runtime.base import StackNotRunning, agent_of_service
 from sandbox.switch import PendingTasks, count_pending, switch_backend
 
@@ -25,21 +26,38 @@ SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d{1,3})$")
 @click.command()
 @click.option("--backend", type=click.Choice(BACKENDS), help="Broker to run (default: QUEUE_BACKEND from .env, else redis).")
 @click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), help="Who runs the stack (default: the one running here, else auto).")
+@click.option("--project", "project_dir", metavar="DIR", help="Run a Laddr project's own agents (made by `laddr init`).")
 @click.pass_obj
 @async_command
-async def up(ctx: Context, backend: str | None, runtime_kind: str | None) -> None:
-    """Start the stack (broker, api, five workers) and wait until every worker is registered.
+async def up(ctx: Context, backend: str | None, runtime_kind: str | None, project_dir: str | None) -> None:
+    """Start the stack (broker, api, the agents' workers) and wait until every worker is ready.
+
+    The agents are the five examples, or with --project (or LADDR_PROJECT in .env)
+    those of your Laddr project, each run as its own `python -m agents.<name>`.
 
     \b
     Example:
       laddr-sandbox up --backend kafka --runtime local
+      laddr-sandbox up --project ~/code/myproj
     """
+    use_project(ctx, project_dir)
     runtime = await ctx.runtime(runtime_kind or ctx.runtime_kind or "auto", backend=backend, say=True)
     backend = backend or runtime.settings.queue_backend
     click.echo(f"starting the stack on {backend} ({runtime.name} runtime)…", err=True)
     await runtime.up(backend, progress_line)
     settings = runtime.bus_settings(backend)
     click.echo(f"up: {backend} at {settings.broker_address}; api http://{settings.api_host}:{settings.api_port}")
+
+
+def use_project(ctx: Context, project_dir: str | None) -> None:
+    """--project DIR for this and later commands here: recorded as LADDR_PROJECT in the sandbox's .env."""
+    if project_dir:
+        ctx.project = project_dir
+    settings = ctx.settings()
+    for note in settings.notes:
+        click.echo(f"note: {note}", err=True)
+    if project_dir and settings.env_file_writable and settings.env_file:
+        write_env(Path(settings.env_file), {"LADDR_PROJECT": str(settings.project)})
 
 
 @click.command()
@@ -74,7 +92,7 @@ async def status(ctx: Context, as_json: bool) -> None:
         raise Failed(str(StackNotRunning(runtime.name)))
     services = await runtime.services()
     async with make_bus(runtime.bus_settings(backend)) as bus:
-        stats = await bus.queue_stats(AGENTS)
+        stats = await bus.queue_stats(runtime.settings.agents)
         dead = await bus.dead_letters(1000)
     replicas = {agent_of_service(s.name): s.desired for s in services if agent_of_service(s.name)}
     if as_json:

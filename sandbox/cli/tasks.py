@@ -14,7 +14,7 @@ from sandbox.bus import Bus, make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command
 from sandbox.cli.formatting import message_json, message_line
 from sandbox.config import Settings
-from sandbox.protocol import AGENTS, expected_channels, validate_agent_name
+from sandbox.protocol import expected_channels, validate_agent_name
 from sandbox.runtime.base import Runtime, StackNotRunning
 
 
@@ -144,16 +144,16 @@ async def verify(ctx: Context, timeout: float) -> None:
     async with make_bus(settings) as bus:
         check(await bus.ping(), f"broker answers at {settings.broker_address}")
         present = set(await bus.channels())
-        for channel in expected_channels(settings.queue_backend):
+        for channel in expected_channels(settings.queue_backend, settings.agents):
             check(channel in present, f"{'topic' if settings.queue_backend == 'kafka' else 'stream'} {channel}")
         registry = await bus.agents()
         fresh = 3 * max(settings.heartbeat_s, 5.0)
-        for agent in AGENTS:
+        for agent in settings.agents:
             info = registry.get(agent)
             age = time.time() - info.last_heartbeat if info else None
             check(info is not None and age is not None and age < fresh,
                   f"worker {agent} registered" + (f" (heartbeat {age:.1f}s ago)" if age is not None else " — missing"))
-        for agent in AGENTS:
+        for agent in settings.agents:
             started = time.perf_counter()
             try:
                 response = await bus.request(agent, {"query": "test", "report": "Report on test. Key point: ok"}, timeout=timeout)

@@ -63,6 +63,9 @@ def make_runtime(kind: str, settings: Settings, *, backend: str | None = None, s
 
 
 def _auto(settings: Settings, backend: str, say: Progress) -> Runtime:
+    if settings.project is not None:
+        say("runtime auto: local, which runs a Laddr project's own workers (use --runtime compose for its compose file)")
+        return _local(settings)
     compose = _compose_class()
     why = "this install has no compose runtime" if compose is None else compose_problem(backend)
     if compose is not None and why is None:

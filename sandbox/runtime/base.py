@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from sandbox.config import ConfigError, Settings, check_backend
-from sandbox.protocol import AGENTS
 
 # Progress is a line for people: "starting Kafka (JVM) … 4s".
 Progress = Callable[[str], None]
@@ -20,8 +19,15 @@ Progress = Callable[[str], None]
 # Every port a runtime publishes binds here unless the user says otherwise.
 HOST = "127.0.0.1"
 
-WORKER_SERVICES: tuple[str, ...] = tuple(f"{agent}_worker" for agent in AGENTS)
-APP_SERVICES: tuple[str, ...] = ("api", *WORKER_SERVICES)
+
+
+def worker_services(settings: Settings) -> tuple[str, ...]:
+    """`<agent>_worker` for each of the stack's agents (the examples, or a project's)."""
+    return tuple(f"{agent}_worker" for agent in settings.agents)
+
+
+def app_services(settings: Settings) -> tuple[str, ...]:
+    return ("api", *worker_services(settings))
 
 
 def agent_of_service(service: str) -> str | None:
@@ -44,9 +50,9 @@ def runtime_backend(backend: str) -> str:
         raise RuntimeFailure(str(exc)) from None
 
 
-def check_scale(service: str, replicas: int, most: int) -> None:
+def check_scale(service: str, replicas: int, most: int, workers: tuple[str, ...]) -> None:
     """Only worker services scale, and within 0..most replicas."""
-    if service not in WORKER_SERVICES:
+    if service not in workers:
         raise RuntimeFailure(f"only worker services scale; {service} runs once (try: laddr-sandbox restart {service})")
     if not 0 <= replicas <= most:
         raise RuntimeFailure(f"replicas must be between 0 and {most}, not {replicas}")
@@ -81,6 +87,7 @@ class ServiceStatus:
     replicas: list[Replica] = field(default_factory=list)
     health: str = "unknown"  # healthy | unhealthy | starting | unknown
     ports: list[int] = field(default_factory=list)
+    note: str = ""  # e.g. a Laddr project's worker on the NoOp LLM, and why
 
     @property
     def running(self) -> int:
@@ -119,6 +126,14 @@ class Runtime(abc.ABC):
 
     def __init__(self, settings: Settings):
         self.settings = settings
+
+    @property
+    def worker_services(self) -> tuple[str, ...]:
+        return worker_services(self.settings)
+
+    @property
+    def app_services(self) -> tuple[str, ...]:
+        return app_services(self.settings)
 
     # -- the whole stack -----------------------------------------------------
     @abc.abstractmethod

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 from sandbox.bus import Bus, BusError, make_bus
 from sandbox.config import Settings
-from sandbox.protocol import AGENTS
 from sandbox.runtime.base import LogLine, Progress, Replica, Runtime, RuntimeFailure, ServiceStatus, no_progress
 from sandbox.runtime.base import runtime_backend
 
@@ -51,7 +50,7 @@ class ExternalRuntime(Runtime):
         progress(f"checking {backend} at {self._address(backend)}")
         bus = await self._connect(backend)
         try:
-            await bus.ensure_topology(AGENTS, self.settings.kafka_partitions)
+            await bus.ensure_topology(self.settings.agents, self.settings.kafka_partitions)
         except BusError as exc:
             raise RuntimeFailure(f"cannot create the {backend} topology: {exc}") from None
         finally:
@@ -94,7 +93,8 @@ class ExternalRuntime(Runtime):
 
     async def _workers(self, bus: Bus) -> list[ServiceStatus]:
         registry = await bus.agents()
-        names = list(AGENTS) + sorted(a for a in registry if a not in AGENTS)
+        agents = self.settings.agents
+        names = list(agents) + sorted(a for a in registry if a not in agents)
         # live consumers name the replicas; Redis keeps dead ones, so skip the idle
         stale_ms = self._stale_s() * 1000
         consumers: dict[str, list[str]] = {}

@@ -66,7 +66,7 @@ class SendPanel(Horizontal):
         super().__init__(id=id)
         self.inputs_file = inputs_file
         self.inputs: dict[str, str] = self._load_inputs()  # the last inputs per agent
-        self.agent: str = AGENTS[1]  # researcher, the guide's example
+        self.agent: str = "researcher"  # the guide's example (any agent list falls back to its first)
         self._numbers = itertools.count(1)
 
     def compose(self) -> ComposeResult:
@@ -108,7 +108,7 @@ class SendPanel(Horizontal):
             names = await stack.agent_names()
         except Exception as error:  # the fallback list is still usable
             self.log.warning("registry unavailable", describe(error))
-            names = list(AGENTS)
+            names = list(stack.settings.agents)
         self.set_agents(names)
 
     @on(Select.Changed, "#send-agent")

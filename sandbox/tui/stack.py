@@ -13,7 +13,8 @@ from typing import Any
 
 from sandbox.bus import Bus, BusUnavailable, QueueStats, TapMessage, make_bus
 from sandbox.config import Settings, mask
-from sandbox.protocol import AGENTS, Response
+from sandbox.protocol import Response
+from sandbox.bus.presence import known_agents
 from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
 from sandbox.switch import SwitchReport, count_pending, switch_backend
 
@@ -142,16 +143,14 @@ class Stack:
 
     # -- bus -----------------------------------------------------------------
     async def agent_names(self) -> list[str]:
-        """The live registry, with the standard agents when it is empty."""
-        registry = await self.need_bus().agents()
-        names = sorted(registry)
-        return names or list(AGENTS)
+        """The stack's agents, and every other one the registry or the broker knows."""
+        return await known_agents(self.need_bus(), self.settings.agents)
 
     async def request(self, agent: str, payload: Any, timeout: float) -> Response:
         return await self.need_bus().request(agent, payload, timeout=timeout)
 
     async def queue_stats(self, agents: list[str] | None = None) -> list[QueueStats]:
-        return await self.need_bus().queue_stats(agents or list(AGENTS))
+        return await self.need_bus().queue_stats(agents or list(self.settings.agents))
 
     def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
         return self.need_bus().tap(last=last)

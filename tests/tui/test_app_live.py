@@ -19,7 +19,7 @@ from textual.widgets import Select, TabbedContent, TextArea
 from sandbox.config import Settings
 from sandbox.protocol import AGENTS
 from sandbox.runtime import make_runtime
-from sandbox.runtime.base import WORKER_SERVICES, Runtime
+from sandbox.runtime.base import Runtime, worker_services
 from sandbox.runtime.local.procscan import marked_pids, terminate
 from sandbox.tui.app import SandboxApp
 from sandbox.tui.header_bar import HeaderBar
@@ -32,6 +32,7 @@ from sandbox.tui.services_panel import ServicesPanel
 from sandbox.tui.switch_dialog import SwitchDialog
 from sandbox.tui.task_history import SentTask, TaskHistory
 
+WORKER_SERVICES = worker_services(Settings())  # the five example agents'
 # settings a developer may have exported must not steer the stack under test
 LEAKY_ENV = ("REDIS_URL", "KAFKA_BOOTSTRAP", "API_PORT", "API_HOST", "QUEUE_BACKEND", "LADDR_ENV_FILE",
              *(f"SCALE_{s.upper()}" for s in WORKER_SERVICES))

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sandbox.runtime.base import APP_SERVICES, RuntimeFailure
+from sandbox.runtime.base import RuntimeFailure
 from sandbox.runtime.compose.config import BROKER_SERVICES, ComposeConfig, compose_file
 from sandbox.runtime.compose.engine import Engine
 
@@ -48,7 +48,7 @@ def compose_problem(backend: str, cwd: Path | None = None) -> str | None:
         return f"no {config.env_file} (scripts/setup-docker.sh writes it)"
     engine = Engine(config.project, config.root)
     try:
-        for var in config.image_vars(backend, [*BROKER_SERVICES[backend], *APP_SERVICES]):
+        for var in config.image_vars(backend, [*BROKER_SERVICES[backend], "api"]):
             if why := engine.image_available(config.image(var)):
                 return f"image {config.image(var)} ({var}) is {why}"
     except RuntimeFailure as exc:

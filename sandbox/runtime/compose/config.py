@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sandbox
 from sandbox.config import ConfigError, Settings, check_backend, read_env_file, scale_from_env, write_env
-from sandbox.runtime.base import APP_SERVICES, HOST, RuntimeFailure
+from sandbox.runtime.base import HOST, RuntimeFailure
 
 BASE_FILE = "docker-compose.yml"
 BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-init", "kafka-ui"), "redis": ("redis",)}
@@ -110,7 +110,8 @@ class ComposeConfig:
     def image_vars(self, backend: str, services: Iterable[str]) -> list[str]:
         """The *_IMAGE settings these services of a backend run (Kafka UI's apart: it is optional)."""
         services = set(services)
-        wanted = {"SANDBOX_IMAGE"} if services & set(APP_SERVICES) else set()
+        apps = "api" in services or any(s.endswith("_worker") for s in services)
+        wanted = {"SANDBOX_IMAGE"} if apps else set()
         if backend == "kafka" and services & set(BROKER_SERVICES["kafka"]):
             kraft = "kraft" in self.files("kafka")[1]
             wanted |= {"KAFKA_IMAGE"} | (set() if kraft else {"ZOOKEEPER_IMAGE"})

@@ -21,7 +21,7 @@ from typing import Any
 
 from sandbox.brokers.ports import port_is_free
 from sandbox.config import Settings, check_backend
-from sandbox.runtime.base import APP_SERVICES, HOST, WORKER_SERVICES, LogLine, Progress, Runtime, RuntimeFailure
+from sandbox.runtime.base import HOST, LogLine, Progress, Runtime, RuntimeFailure
 from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress
 from sandbox.runtime.compose.cli import ComposeCli
 from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, HOST_PORTS, UI_PORT, ComposeConfig
@@ -86,7 +86,7 @@ class ComposeRuntime(Runtime):
         services = set(services)
         mine = {p for c in await self._containers(all_=False) for p in published(c)}
         checks = [(var, default) for var, (default, only) in HOST_PORTS.items()
-                  if (only is None and services & set(APP_SERVICES)) or (only == backend and services & set(BROKER_SERVICES[backend]))]
+                  if (only is None and services & set(self.app_services)) or (only == backend and services & set(BROKER_SERVICES[backend]))]
         if backend == "kafka" and "ui" in profiles and "kafka-ui" in services:
             checks.append(UI_PORT)
         for var, default in checks:
@@ -102,7 +102,7 @@ class ComposeRuntime(Runtime):
         await asyncio.to_thread(self.engine.client)
         await self._check_owner()
         files = self.config.files(backend)
-        services = [*BROKER_SERVICES[backend], *APP_SERVICES]
+        services = [*BROKER_SERVICES[backend], *self.app_services]
         profiles = await self._check_images(backend, services, progress)
         await self._check_ports(backend, services, profiles)
         scale = await self._worker_scale()
@@ -110,7 +110,7 @@ class ComposeRuntime(Runtime):
         progress(f"starting the {backend} stack ({' + '.join(files)})")
         await self._compose(backend, "up", "-d", "--remove-orphans", *_scale_args(scale),
                             progress=progress, profiles=profiles)
-        await self._wait_ready([*BROKER_RUNNING[backend], *APP_SERVICES], progress)
+        await self._wait_ready([*BROKER_RUNNING[backend], *self.app_services], progress)
 
     async def down(self, progress: Progress = no_progress) -> None:
         """Remove this folder's containers and network, and only the volumes made for its containers."""
@@ -136,7 +136,7 @@ class ComposeRuntime(Runtime):
     async def current_backend(self) -> str | None:
         running = await self._containers(all_=False)
         for c in running:  # what the apps were started with wins (both brokers run during a switch)
-            if service_of(c) in APP_SERVICES:
+            if service_of(c) in self.app_services:
                 backend = env_of(c).get("QUEUE_BACKEND")
                 if backend in BACKEND_FILES:
                     return backend
@@ -159,11 +159,11 @@ class ComposeRuntime(Runtime):
         order = [s for b in ("kafka", "redis") for s in BROKER_SERVICES[b]
                  if s in by_service or (b == backend and s in BROKER_RUNNING[b])]
         out = []
-        for name in [*dict.fromkeys(order), *APP_SERVICES]:
+        for name in [*dict.fromkeys(order), *self.app_services]:
             if name in ONE_SHOT:
                 continue
             cs = by_service.get(name, [])
-            kind = "api" if name == "api" else "worker" if name in WORKER_SERVICES else "ui" if name == "kafka-ui" else "broker"
+            kind = "api" if name == "api" else "worker" if name in self.worker_services else "ui" if name == "kafka-ui" else "broker"
             status = ServiceStatus(name, kind, desired=len(cs) if backend else 0,
                                    replicas=[replica(name, c) for c in cs],
                                    ports=sorted({p for c in cs for p in published(c)}))
@@ -173,7 +173,7 @@ class ComposeRuntime(Runtime):
 
     def _known(self) -> list[str]:
         brokers = (s for b in ("kafka", "redis") for s in BROKER_SERVICES[b] if s not in ONE_SHOT)
-        return [*dict.fromkeys(brokers), *APP_SERVICES]
+        return [*dict.fromkeys(brokers), *self.app_services]
 
     def _check_service(self, service: str) -> None:
         if service not in self._known():
@@ -181,7 +181,7 @@ class ComposeRuntime(Runtime):
 
     async def _worker_scale(self) -> dict[str, int]:
         """Replicas per worker: as many containers as exist now (running or stopped), else SCALE_<SERVICE> of .env (1)."""
-        counts = {s: 0 for s in WORKER_SERVICES}
+        counts = {s: 0 for s in self.worker_services}
         for c in await self._containers():
             if (s := service_of(c)) in counts:
                 counts[s] += 1
@@ -190,7 +190,7 @@ class ComposeRuntime(Runtime):
 
     async def scale(self, service: str, replicas: int) -> None:
         self._check_service(service)
-        check_scale(service, replicas, MAX_REPLICAS)
+        check_scale(service, replicas, MAX_REPLICAS, self.worker_services)
         backend = await self._require_backend()
         await self._check_owner()
         await self._compose(backend, "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service)
@@ -246,19 +246,19 @@ class ComposeRuntime(Runtime):
         backend = await self._require_backend()
         await self._check_owner()
         progress("stopping the api and workers")
-        await self._compose(backend, "stop", "--timeout", "20", *APP_SERVICES, progress=progress)
+        await self._compose(backend, "stop", "--timeout", "20", *self.app_services, progress=progress)
 
     async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
         await self._check_owner()
-        await self._check_images(backend, APP_SERVICES, progress)
-        await self._check_ports(backend, APP_SERVICES, [])
+        await self._check_images(backend, self.app_services, progress)
+        await self._check_ports(backend, self.app_services, [])
         scale = await self._worker_scale()
         self.config.record(backend, self.config.files(backend))
         progress(f"starting the api and workers on {backend}")
-        await self._compose(backend, "up", "-d", *_scale_args(scale), *APP_SERVICES, progress=progress,
+        await self._compose(backend, "up", "-d", *_scale_args(scale), *self.app_services, progress=progress,
                             profiles=self.config.profiles())
-        await self._wait_ready(list(APP_SERVICES), progress)
+        await self._wait_ready(list(self.app_services), progress)
 
     # -- waiting -----------------------------------------------------------------------
     async def _wait_ready(self, services: list[str], progress: Progress, timeout: float = READY_TIMEOUT_S) -> None:

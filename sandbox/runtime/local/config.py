@@ -14,8 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sandbox.brokers.ports import free_ports, port_is_free
-from sandbox.config import ConfigError, Settings, read_env_file
-from sandbox.runtime.base import HOST, WORKER_SERVICES, RuntimeFailure
+from sandbox.config import ConfigError, Settings, read_sandbox_env
+from sandbox.runtime.base import HOST, RuntimeFailure, worker_services
 from sandbox.runtime.local.statedir import State
 
 MAX_REPLICAS = 64
@@ -40,7 +40,7 @@ class LocalConfig:
         """`.env` overlaid by the environment: only to see what the user pinned."""
         path = self.settings.env_file or self.project_dir / ".env"
         try:
-            return {**read_env_file(Path(path)), **os.environ}
+            return {**read_sandbox_env(Path(path))[0], **os.environ}
         except ConfigError as exc:
             raise RuntimeFailure(f"{exc}: fix that line of the .env file and retry") from None
 
@@ -89,7 +89,7 @@ class LocalConfig:
         """SCALE_<AGENT>_WORKER pinned in .env/env wins; else the last `scale`; else 1."""
         values = self.env_values()
         scale = {}
-        for service in WORKER_SERVICES:
+        for service in worker_services(self.settings):
             key = f"SCALE_{service.upper()}"
             raw = values.get(key)
             if raw:

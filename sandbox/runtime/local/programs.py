@@ -15,7 +15,10 @@ from sandbox.brokers.kafka import KafkaSpec, find_java
 from sandbox.brokers.kafka_jars import ensure_kafka_jars
 from sandbox.brokers.redis_server import RedisSpec
 from sandbox.config import Settings
-from sandbox.runtime.base import HOST, WORKER_SERVICES, Progress, RuntimeFailure, agent_of_service
+from sandbox.project import LaddrProject, ProjectError
+from sandbox.project.python_env import EnvironmentFailure, project_python, project_python_ready
+from sandbox.project.workers import noop_reason, project_env, worker_launch
+from sandbox.runtime.base import HOST, Progress, RuntimeFailure, agent_of_service, worker_services
 from sandbox.runtime.local.supervisor_conf import PRIORITY_API, PRIORITY_BROKER, PRIORITY_WORKER, Program
 
 WORKER_STOP_WAIT_S = 30  # in-flight tasks get this long after SIGTERM, then SIGKILL
@@ -31,7 +34,7 @@ def replica_name(service: str, index: int) -> str:
 def service_of(program: str) -> str:
     """`researcher_worker-2` -> `researcher_worker`; brokers and the api are their own."""
     base, _, n = program.rpartition("-")
-    return base if n.isdigit() and base in WORKER_SERVICES else program
+    return base if n.isdigit() and base.endswith("_worker") else program
 
 
 def app_env(settings: Settings, bus: Settings, backend: str) -> dict[str, str]:
@@ -61,15 +64,57 @@ def app_programs(settings: Settings, bus: Settings, backend: str, scale: dict[st
     env = app_env(settings, bus, backend)
     programs = [Program("api", [sys.executable, "-m", "sandbox.api"], env, directory,
                         priority=PRIORITY_API, stopwaitsecs=API_STOP_WAIT_S)]
-    for service in WORKER_SERVICES:
+    launch = project_launcher(settings, env) if settings.project else None
+    for service in worker_services(settings):
+        agent = agent_of_service(service) or service
         for n in range(1, scale.get(service, 1) + 1):
             name = replica_name(service, n)
-            programs.append(Program(
-                name, [sys.executable, "-m", "sandbox.worker", agent_of_service(service) or service],
-                {**env, "LADDR_WORKER_ID": name}, directory,
-                priority=PRIORITY_WORKER, stopwaitsecs=WORKER_STOP_WAIT_S,
-            ))
+            if launch is None:
+                argv, program_env, cwd = [sys.executable, "-m", "sandbox.worker", agent], env, directory
+            else:
+                argv, program_env, cwd = launch(agent)
+            programs.append(Program(name, argv, {**program_env, "LADDR_WORKER_ID": name}, cwd,
+                                    priority=PRIORITY_WORKER, stopwaitsecs=WORKER_STOP_WAIT_S))
     return programs
+
+
+def project_launcher(settings: Settings, env: dict[str, str]) -> Callable[[str], tuple[list[str], dict[str, str], Path]]:
+    """For a Laddr project: each agent's own worker module, in the project's Python."""
+    project = LaddrProject.open(settings.project)
+    python = project_python(project)  # made (slowly) before, in prepare_project
+    broker = {k: env[k] for k in ("QUEUE_BACKEND", "REDIS_URL", "KAFKA_BOOTSTRAP")}
+
+    def launch(agent: str) -> tuple[list[str], dict[str, str], Path]:
+        how = worker_launch(project, project.agent(agent), python, broker)
+        return how.argv, how.env, how.cwd
+
+    return launch
+
+
+async def prepare_project(settings: Settings, progress: Progress) -> None:
+    """The project's Python ready (its .venv, or one made from requirements.txt: minutes, once)."""
+    if not settings.project:
+        return
+    try:
+        project = LaddrProject.open(settings.project)
+        if not project_python_ready(project):
+            progress(f"installing {project.requirements_file} into a cached venv (first time only; pip can take minutes)")
+        await asyncio.to_thread(project_python, project)
+    except (ProjectError, EnvironmentFailure) as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+def project_notes(settings: Settings) -> dict[str, str]:
+    """What the UI says of each worker service of a Laddr project (its LLM, if the sandbox chose NoOp)."""
+    if not settings.project:
+        return {}
+    project = LaddrProject.open(settings.project)
+    env = project_env(project.env_file)
+    notes = {}
+    for agent in project.agents:
+        reason = noop_reason(agent.name, agent.path, {**env, **os.environ})
+        notes[agent.worker_service] = "Laddr worker" + (f"; NoOp LLM ({reason})" if reason else "")
+    return notes
 
 
 async def broker_program(

@@ -6,7 +6,12 @@ entry per agent (Laddr's wire format), so replicas starting together overwrite
 each other's entry between two looks; other signs count too: membership of
 the agent's consumer group, the worker's "serving" log line (written after it
 registered), and a replica that ran through two heartbeats while its agent's
-entry stayed fresh.
+entry stayed fresh. A Laddr project's workers (WorkerRunner) name neither their
+consumer nor their registry entry after the replica: they count as ready when
+their agent's registry entry was written by Laddr since they started (Redis; a
+blocked XREADGROUP makes no consumer before a task arrives), or when the agent's
+group has as many Laddr members as Laddr replicas run (Kafka, where Laddr keeps
+its registry in memory).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.bus import Bus
+from sandbox.bus.presence import LADDR, consumer_kind, entry_kind
 from sandbox.protocol import AgentInfo
 from sandbox.runtime.base import Progress, RuntimeFailure, agent_of_service
 from sandbox.runtime.local.programs import service_of
@@ -39,7 +45,9 @@ def last_log_line(log: Path) -> str:
 
 
 class Readiness:
-    def __init__(self, sup: Supervisor, bus: Bus, log_file: Callable[[str], Path], heartbeat_s: float):
+    def __init__(self, sup: Supervisor, bus: Bus, log_file: Callable[[str], Path], heartbeat_s: float,
+                 laddr_workers: bool = False):
+        self.laddr_workers = laddr_workers  # the replicas run a Laddr project's own workers
         self.sup = sup
         self.bus = bus
         self.log_file = log_file
@@ -92,6 +100,8 @@ class Readiness:
         """Which of `replicas` have registered since their process started."""
         if not replicas:
             return set()
+        if self.laddr_workers:
+            return await self.laddr_ready(replicas, procs) if look_harder else set()
         agents = await self.bus.agents()
         found = {i.worker_id for i in agents.values()
                  if i.worker_id in replicas and this_life(procs.get(i.worker_id), i.last_heartbeat)}
@@ -119,6 +129,37 @@ class Readiness:
                 # Redis keeps a dead consumer's entry: only one seen since this process started counts
                 if consumer.idle_ms is None or consumer.idle_ms <= uptime_ms:
                     found.add(consumer.name)
+        return found
+
+    async def laddr_ready(self, replicas: list[str], procs: Procs) -> set[str]:
+        """Laddr replicas: registered by Laddr since they started, else counted among their group's members."""
+        by_agent: dict[str, list[str]] = {}
+        for name in replicas:
+            proc = procs.get(name)
+            if proc and proc["statename"] == "RUNNING":
+                by_agent.setdefault(agent_of_service(service_of(name)) or name, []).append(name)
+        if not by_agent:
+            return set()
+        registry = await self.bus.agents()
+        found = {n for agent, names in by_agent.items() for n in names
+                 if (info := registry.get(agent)) and entry_kind(info) == LADDR
+                 and this_life(procs[n], info.last_heartbeat)}
+        by_agent = {a: [n for n in names if n not in found] for a, names in by_agent.items()}
+        by_agent = {a: names for a, names in by_agent.items() if names}
+        if not by_agent:
+            return found
+        try:
+            stats = await self.bus.queue_stats(sorted(by_agent))
+        except Exception:  # only a hint: a young Kafka may have no group coordinator yet
+            return found
+        for queue in stats:
+            names = sorted(by_agent.get(queue.agent, []))
+            if not names:
+                continue
+            youngest_ms = min((procs[n]["now"] - procs[n]["start"] + 1) * 1000 for n in names)
+            fresh = [c for c in queue.consumers if consumer_kind(c.name) == LADDR
+                     and (c.idle_ms is None or c.idle_ms <= youngest_ms)]
+            found |= set(names[: len(fresh)])
         return found
 
     def logged_serving(self, replicas: list[str], procs: Procs) -> set[str]:

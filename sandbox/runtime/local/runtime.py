@@ -29,14 +29,16 @@ from sandbox.brokers.kafka import wait_kafka_ready
 from sandbox.brokers.redis_server import wait_redis_ready
 from sandbox.bus import BusError, make_bus
 from sandbox.config import ConfigError, Settings, write_env
-from sandbox.protocol import AGENTS, BACKENDS
-from sandbox.runtime.base import APP_SERVICES, HOST, WORKER_SERVICES, LogLine, Progress, Runtime, RuntimeFailure
+from sandbox.protocol import BACKENDS
+from sandbox.runtime.base import HOST, LogLine, Progress, Runtime, RuntimeFailure
 from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress, runtime_backend
 from sandbox.runtime.local.config import APPS_READY_S, KAFKA_READY_S, MAX_REPLICAS, REDIS_READY_S, LocalConfig
 from sandbox.runtime.local.daemon import end_everything, start_supervisord
 from sandbox.runtime.local.logfollow import follow_files
 from sandbox.runtime.local.probes import api_answers, broker_answers
-from sandbox.runtime.local.programs import app_programs, broker_program, replica_name, service_of
+from sandbox.runtime.local.programs import (
+    app_programs, broker_program, prepare_project, project_notes, replica_name, service_of,
+)
 from sandbox.runtime.local.readiness import Readiness, last_log_line
 from sandbox.runtime.local.statedir import State, StateDir, state_dir
 from sandbox.runtime.local.status import ALIVE_STATES, replicas_of, service_rows
@@ -232,7 +234,7 @@ class LocalRuntime(Runtime):
     async def _ensure_topology(self, backend: str) -> None:
         try:
             async with make_bus(self.bus_settings(backend), backend) as bus:
-                await bus.ensure_topology(AGENTS, self.settings.kafka_partitions)
+                await bus.ensure_topology(self.settings.agents, self.settings.kafka_partitions)
         except BusError as exc:
             raise RuntimeFailure(f"cannot create the {backend} topology: {exc}") from None
 
@@ -252,6 +254,8 @@ class LocalRuntime(Runtime):
 
     def record_backend(self, backend: str) -> None:
         """QUEUE_BACKEND and the broker's address go to the project's `.env`, as the guide does by hand."""
+        if not self.settings.env_file_writable:
+            return  # a Laddr project's own .env: the state folder records the backend
         settings = self.bus_settings(backend)
         key, address = ("KAFKA_BOOTSTRAP", settings.kafka_bootstrap) if backend == "kafka" else ("REDIS_URL", settings.redis_url)
         try:
@@ -269,6 +273,7 @@ class LocalRuntime(Runtime):
             self.config.choose_ports(state, ("api",), await self._running_programs())
             state.backend, state.scale = backend, self.config.desired_scale(state)
             self.dir.save(state)
+            await prepare_project(self.settings, progress)
             programs = app_programs(self.settings, self.bus_settings(backend), backend, state.scale, self.project_dir)
             wanted = {p.name for p in programs}
             extra = [n for n in configured_programs(self.dir) if n not in wanted and n not in BACKENDS]
@@ -280,7 +285,8 @@ class LocalRuntime(Runtime):
         bus_settings = self.bus_settings(backend)
         try:
             async with make_bus(bus_settings, backend) as bus:
-                readiness = Readiness(self.sup, bus, self.dir.log_file, self.settings.heartbeat_s)
+                readiness = Readiness(self.sup, bus, self.dir.log_file, self.settings.heartbeat_s,
+                                      laddr_workers=self.settings.project is not None)
                 await readiness.wait(names, lambda: api_answers(HOST, bus_settings.api_port),
                                      APPS_READY_S[backend], progress)
         except BusError as exc:
@@ -292,17 +298,22 @@ class LocalRuntime(Runtime):
         procs = await self.sup.processes() if await self.sup.alive() else {}
         restarts = await asyncio.to_thread(restart_counts, self.dir.supervisord_log) if procs else {}
         backend = state.backend or self.settings.queue_backend
-        return await service_rows(state, procs, restarts, backend, self._address, self.settings.api_port)
+        rows = await service_rows(state, procs, restarts, backend, self._address, self.settings.api_port,
+                                  self.worker_services)
+        notes = project_notes(self.settings)
+        for row in rows:
+            row.note = notes.get(row.name, "")
+        return rows
 
     def _check_service(self, service: str) -> None:
-        known = [*BACKENDS, *APP_SERVICES]
+        known = [*BACKENDS, *self.app_services]
         if service not in known:
             raise UnknownService(service, known)
 
     # -- actions on one service ------------------------------------------------------------------
     async def scale(self, service: str, replicas: int) -> None:
         self._check_service(service)
-        check_scale(service, replicas, MAX_REPLICAS)
+        check_scale(service, replicas, MAX_REPLICAS, self.worker_services)
         async with self._locked():
             state = await self._require_running()
             if not state.backend:
@@ -335,9 +346,9 @@ class LocalRuntime(Runtime):
     async def kill_replica(self, service: str, replica: int) -> None:
         self._check_service(service)
         await self._require_running()
-        if service not in WORKER_SERVICES and replica != 1:
+        if service not in self.worker_services and replica != 1:
             raise RuntimeFailure(f"{service} has one replica: use 1")
-        name = replica_name(service, replica) if service in WORKER_SERVICES else service
+        name = replica_name(service, replica) if service in self.worker_services else service
         info = (await self.sup.processes()).get(name)
         if not info or not info["pid"]:
             raise RuntimeFailure(f"{name} is not running")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sandbox.protocol import BACKENDS
-from sandbox.runtime.base import HOST, WORKER_SERVICES, Replica, ServiceStatus
+from sandbox.runtime.base import HOST, Replica, ServiceStatus
 from sandbox.runtime.local.config import KAFKA_READY_S
 from sandbox.runtime.local.probes import api_answers, broker_answers
 from sandbox.runtime.local.programs import service_of
@@ -35,7 +35,7 @@ Procs = dict[str, dict[str, Any]]
 def replicas_of(service: str, programs: Iterable[str]) -> list[tuple[int, str]]:
     """(index, program) of a service among program names, by index."""
     programs = list(programs)
-    if service not in WORKER_SERVICES:
+    if not service.endswith("_worker"):
         return [(1, service)] if service in programs else []
     return sorted((int(n.rpartition("-")[2]), n) for n in programs if service_of(n) == service and n != service)
 
@@ -54,7 +54,7 @@ def replica(index: int, name: str, info: dict[str, Any], restarts: dict[str, int
 
 
 async def service_rows(state: State, procs: Procs, restarts: dict[str, int], backend: str,
-                       address: Callable[[str], str], api_port: int) -> list[ServiceStatus]:
+                       address: Callable[[str], str], api_port: int, workers: tuple[str, ...]) -> list[ServiceStatus]:
     """Brokers (the other one only while a switch keeps it warm), the api, then each worker service."""
     out: list[ServiceStatus] = []
     for broker in BACKENDS:
@@ -70,7 +70,7 @@ async def service_rows(state: State, procs: Procs, restarts: dict[str, int], bac
     if "api" in procs:
         api.replicas.append(replica(1, "api", procs["api"], restarts))
     out.append(api)
-    for service in WORKER_SERVICES:
+    for service in workers:
         status = ServiceStatus(service, "worker", desired=int(state.scale.get(service, 1)) if apps_on else 0)
         for index, name in replicas_of(service, procs):
             status.replicas.append(replica(index, name, procs[name], restarts))

@@ -22,12 +22,15 @@ from sandbox.config import Settings
 from sandbox.protocol import expected_channels
 from sandbox.runtime import detect_running, make_runtime
 from sandbox.runtime.base import (
-    WORKER_SERVICES,
     RuntimeFailure,
     ServiceStatus,
     StackNotRunning,
     UnknownService,
+    worker_services,
 )
+
+WORKER_SERVICES = worker_services(Settings())  # the five example agents'
+
 from sandbox.runtime.local import LocalRuntime
 from sandbox.runtime.local.logfollow import follow_files
 from sandbox.runtime.local.procscan import alive_of, marked_pids, terminate
