@@ -24,7 +24,7 @@ from sandbox import __version__
 from sandbox.bus import Bus, BusError, BusUnavailable, MessageTooLarge, RequestTimeout, make_bus
 from sandbox.config import ConfigError, Settings, load_settings
 from sandbox.protocol import AGENTS, AGENT_NAME_RE, Response
-from sandbox.bus.common import Backoff
+from sandbox.bus.reconnect import Backoff
 
 log = logging.getLogger("sandbox.api")
 
