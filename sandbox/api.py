@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox import __version__
 from sandbox.bus import Bus, BusError, BusUnavailable, MessageTooLarge, RequestTimeout, make_bus
+from sandbox.bus.reconnect import Backoff
 from sandbox.config import ConfigError, Settings, load_settings
 from sandbox.protocol import AGENT_NAME_RE, Response
-from sandbox.bus.common import Backoff
 
 log = logging.getLogger("sandbox.api")
 
