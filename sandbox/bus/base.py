@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import orjson
 
 from sandbox.config import Settings
-from sandbox.protocol import AgentInfo, Response, Task, agent_of_channel
+from sandbox.protocol import AgentInfo, Response, Task, agent_of_channel, asked, job_id_of
 
 # A handler gets the task and how many times it has been delivered (1 = first
 # time) and returns the response to publish. The bus acknowledges the task only
@@ -122,6 +122,8 @@ def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, posi
     if doc is not None:
         task_id = doc.get("task_id")
         message.task_id = task_id if isinstance(task_id, str) else None
+        if kind == "task" and "payload" in doc:  # what was asked; `raw` keeps the wire bytes
+            doc["payload"] = asked(doc["payload"], task_id)
         agent = doc.get("agent_name") or doc.get("agent")
         message.agent = agent if isinstance(agent, str) else agent_of_channel(channel)
         status = doc.get("status")
@@ -132,18 +134,46 @@ def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, posi
     return message
 
 
+def with_job_id(payload: Any, task_id: str, wanted: bool = True) -> Any:
+    """The payload with `job_id` = task_id unless it names a job already (or not `wanted`).
+
+    Laddr's Agent runs a task under its payload's prompt_id/job_id and echoes both in
+    its answer; that is what lets a client match Laddr 0.9.6's Kafka answers, which
+    carry no key and no task_id. Any other worker ignores the extra field.
+    """
+    if wanted and isinstance(payload, dict) and job_id_of(payload) is None:
+        return {**payload, "job_id": task_id}
+    return payload
+
+
 class ResponseWaiters:
-    """Futures keyed by task_id, resolved by one long-lived response listener."""
+    """Futures keyed by task_id, resolved by one long-lived response listener.
+
+    A waiter may also be found by the job id its payload carries: Laddr 0.9.6's Kafka
+    worker answers with neither key nor task_id, but its Agent echoes the job id.
+    """
 
     def __init__(self) -> None:
         self._futures: dict[str, asyncio.Future[Response]] = {}
+        self._by_job: dict[str, str] = {}  # job id -> task id
+        self.unmatched = 0  # answers that named no task we know, nor a job id we sent
 
-    def add(self, task_id: str) -> asyncio.Future[Response]:
+    def add(self, task_id: str, job_id: str | None = None) -> asyncio.Future[Response]:
         future = self._futures.get(task_id)
         if future is None or future.done():
             future = asyncio.get_running_loop().create_future()
             self._futures[task_id] = future
+        if job_id:
+            self._by_job[job_id] = task_id
         return future
+
+    def task_of(self, response: Response) -> str | None:
+        """The task a response answers: its own id, else the one whose job id it echoes
+        (the sandbox's clients make a task's job id its task id, unless the payload had one)."""
+        if response.task_id:
+            return response.task_id
+        job = response.job_id or ""
+        return self._by_job.get(job) or (job if job in self._futures else None)
 
     def waiting(self, task_id: str) -> bool:
         future = self._futures.get(task_id)
@@ -151,12 +181,19 @@ class ResponseWaiters:
 
     def discard(self, task_id: str) -> None:
         self._futures.pop(task_id, None)
+        for job, task in [(j, t) for j, t in self._by_job.items() if t == task_id]:
+            del self._by_job[job]
 
     def ids(self) -> list[str]:
         return list(self._futures)
 
     def resolve(self, response: Response) -> bool:
-        future = self._futures.get(response.task_id)
+        task_id = self.task_of(response)
+        if task_id is None:
+            self.unmatched += 1
+            return False
+        response.task_id = task_id
+        future = self._futures.get(task_id)
         if future is None or future.done():
             return False
         future.set_result(response)
@@ -212,6 +249,8 @@ class Bus(abc.ABC):
     """One API over Redis and Kafka, with Laddr 0.9.x's wire format."""
 
     backend: ClassVar[str]
+    # Whether tasks carry `job_id` = task id: where answers may come back naming no task (Kafka).
+    adds_job_id: ClassVar[bool] = False
     inspector: Inspector  # set by the backend
 
     def __init__(self, settings: Settings) -> None:
@@ -256,6 +295,7 @@ class Bus(abc.ABC):
         task = Task(agent_name=agent, payload=payload)
         if task_id:
             task.task_id = task_id
+        task.payload = with_job_id(payload, task.task_id, self.adds_job_id)
         await self.publish_raw(agent, task.encode(), key=task.task_id)  # Kafka: keyed by task_id
         return task
 
@@ -280,17 +320,25 @@ class Bus(abc.ABC):
     async def request(self, agent: str, payload: Any, timeout: float = 30.0) -> Response:
         """Publish a task and wait for its response, without any per-request join."""
         task = Task(agent_name=agent, payload=payload)
-        waiter = await self.expect(task.task_id)
+        waiter = await self.expect(task.task_id, job_id_of(with_job_id(payload, task.task_id, self.adds_job_id)))
         try:
             await self.publish_task(agent, payload, task_id=task.task_id)
             return await self._await_response(waiter, task.task_id, agent, timeout)
         finally:
             self.forget(task.task_id)
 
-    async def expect(self, task_id: str) -> asyncio.Future[Response]:
-        """Register interest in a response before the task goes out; forget(task_id) after."""
+    async def expect(self, task_id: str, job_id: str | None = None) -> asyncio.Future[Response]:
+        """Register interest in a response before the task goes out; forget(task_id) after.
+
+        `job_id`: the job id the payload carries, for answers that name no task (Laddr on Kafka).
+        """
         await self.follow_responses()
-        return self._waiters.add(task_id)
+        return self._waiters.add(task_id, job_id)
+
+    @property
+    def unmatched_answers(self) -> int:
+        """Answers this client saw that named no task it knows (Laddr 0.9.6 on Kafka, for others' requests)."""
+        return self._waiters.unmatched
 
     def forget(self, task_id: str) -> None:
         self._waiters.discard(task_id)

@@ -35,6 +35,7 @@ RESPONSES_CACHED = 10_000  # recent responses kept by a client, for get_response
 
 class KafkaBus(Bus):
     backend = "kafka"
+    adds_job_id = True  # Laddr 0.9.6's Kafka answers carry only the job id its Agent echoes
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
@@ -136,9 +137,12 @@ class KafkaBus(Bus):
             response = decode_response(raw)
         except DecodeError:
             return
-        self._recent[response.task_id] = response
-        if len(self._recent) > RESPONSES_CACHED:
-            self._recent.popitem(last=False)
+        # Laddr 0.9.6 answers carry only the job id, which the sandbox's clients make the task id
+        task_id = self._waiters.task_of(response) or response.job_id
+        if task_id:
+            self._recent[task_id] = response
+            if len(self._recent) > RESPONSES_CACHED:
+                self._recent.popitem(last=False)
         self._waiters.resolve(response)
 
     # -- consuming ---------------------------------------------------------

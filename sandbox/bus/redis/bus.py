@@ -79,7 +79,8 @@ class RedisBus(Bus):
         if raw is None:
             return None
         try:
-            return decode_response(raw)
+            # Laddr's WorkerRunner stores its handler's result as it is: the key names the task
+            return decode_response(raw, task_id)
         except DecodeError:
             return None
 
@@ -112,7 +113,7 @@ class RedisBus(Bus):
                         channel = message["channel"]
                         task_id = (channel.decode() if isinstance(channel, bytes) else channel)[len(REDIS_RESPONSE_PREFIX):]
                         if self._waiters.waiting(task_id):
-                            self._deliver(message["data"])
+                            self._deliver(message["data"], task_id)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, BusUnavailable) as exc:
@@ -129,9 +130,9 @@ class RedisBus(Bus):
             if response is not None:
                 self._waiters.resolve(response)
 
-    def _deliver(self, raw: bytes) -> None:
+    def _deliver(self, raw: bytes, task_id: str) -> None:
         try:
-            self._waiters.resolve(decode_response(raw))
+            self._waiters.resolve(decode_response(raw, task_id))
         except DecodeError:
             log.debug("ignoring an undecodable response on pub/sub")
 
