@@ -32,7 +32,11 @@ from sandbox.bus.reconnect import Backoff, BrokerWatch, RepeatFilter, tcp_probe,
 from sandbox.config import Settings
 from sandbox.protocol import KAFKA_DLQ, KAFKA_REGISTRY, KAFKA_RESPONSES, Response
 
-__all__ = ["AIOKafkaConsumer", "ConsumerRebalanceListener", "KafkaClient", "KafkaError", "TopicPartition"]
+__all__ = [
+    # aiokafka's names the rest of the backend uses, so that it need not import aiokafka itself
+    "AIOKafkaConsumer", "ConsumerRebalanceListener", "KafkaError", "TopicPartition",
+    "KafkaClient", "METADATA_MAX_AGE_MS", "addresses", "header", "headers", "log", "unavailable",
+]
 
 log = logging.getLogger("sandbox.bus.kafka")
 
@@ -89,7 +93,7 @@ def header(record_headers: Any, name: str, default: str = "") -> str:
 
 
 class KafkaClient:
-    """One producer and one admin client per process side; consumers made to measure."""
+    """One producer and one admin client, shared by a bus and its consumers; other consumers made to measure."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
