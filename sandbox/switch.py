@@ -70,7 +70,7 @@ async def migrate_pending(source: Bus, target: Bus, progress: Progress = no_prog
     for agent in agents:
 
         async def sink(raw: bytes, agent: str = agent) -> None:
-            await target.publish_raw(agent, raw)
+            await target.publish_moved(agent, raw)
 
         count = await source.drain_pending(agent, sink)
         if count:

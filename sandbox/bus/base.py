@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import orjson
 
 from sandbox.config import Settings
-from sandbox.protocol import AgentInfo, Response, Task, agent_of_channel, asked, job_id_of
+from sandbox.protocol import AgentInfo, DecodeError, Response, Task, agent_of_channel, asked, decode_task, job_id_of
 
 # A handler gets the task and how many times it has been delivered (1 = first
 # time) and returns the response to publish. The bus acknowledges the task only
@@ -298,6 +298,17 @@ class Bus(abc.ABC):
         task.payload = with_job_id(payload, task.task_id, self.adds_job_id)
         await self.publish_raw(agent, task.encode(), key=task.task_id)  # Kafka: keyed by task_id
         return task
+
+    async def publish_moved(self, agent: str, raw: bytes) -> None:
+        """A task moved from the other broker, as this broker's clients would have sent it
+        (keyed by its task id; on Kafka with its job id). Bytes that do not decode move as they are."""
+        try:
+            task = decode_task(raw)
+        except DecodeError:
+            await self.publish_raw(agent, raw)
+            return
+        task.payload = with_job_id(task.payload, task.task_id, self.adds_job_id)
+        await self.publish_raw(agent, task.encode(), key=task.task_id)
 
     @abc.abstractmethod
     async def publish_raw(self, agent: str, raw: bytes, *, key: str | None = None) -> None:
