@@ -17,6 +17,8 @@ _EXPORTS = {
     "kafka_metadata": "kafka_wire",
     "kafka_quorum": "kafka_wire",
     "KafkaClusterSpec": "kafka_cluster",
+    "kafka_cluster_status": "kafka_cluster",
+    "wait_kafka_cluster_ready": "kafka_cluster",
     "topics_argv": "kafka",
     "wait_kafka_ready": "kafka",
     "cache_root": "kafka_jars",

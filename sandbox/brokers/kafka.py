@@ -138,6 +138,18 @@ def new_cluster_id() -> str:
             return cid
 
 
+def replication_properties(replication_factor: int = 1, min_insync_replicas: int = 1) -> dict[str, int]:
+    """How many copies every topic (also the offsets and transaction logs) keeps, and how many
+    must have a write before acks=all answers. One broker: 1 and 1; three: 3 and 2."""
+    return {
+        "default.replication.factor": replication_factor,
+        "min.insync.replicas": min_insync_replicas,
+        "offsets.topic.replication.factor": replication_factor,
+        "transaction.state.log.replication.factor": replication_factor,
+        "transaction.state.log.min.isr": min_insync_replicas,
+    }
+
+
 @dataclass
 class KafkaSpec:
     data_dir: Path
@@ -185,13 +197,8 @@ class KafkaSpec:
             "log.dirs": self.log_dir,
             "num.partitions": self.partitions,
             "auto.create.topics.enable": "true",
-            # One broker: every topic has one replica; a cluster: replication_factor of them.
-            "default.replication.factor": self.replication_factor,
-            "min.insync.replicas": self.min_insync_replicas,
-            "offsets.topic.replication.factor": self.replication_factor,
+            **replication_properties(self.replication_factor, self.min_insync_replicas),
             "offsets.topic.num.partitions": 6,  # default 50 slows the first consumer group
-            "transaction.state.log.replication.factor": self.replication_factor,
-            "transaction.state.log.min.isr": self.min_insync_replicas,
             "transaction.state.log.num.partitions": 4,
             "group.initial.rebalance.delay.ms": 0,  # consumers join at once in a sandbox
             # Laptop-sized: 2 cores, small segments, a day or 256 MiB per partition.

@@ -13,10 +13,16 @@ alive there is no controller either.
 
 from __future__ import annotations
 
+import asyncio
+import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .kafka import KafkaSpec, new_cluster_id
+from .errors import BrokerError
+from .kafka import KafkaSpec, new_cluster_id, replication_properties, wait_kafka_ready
+from .kafka_wire import kafka_metadata, kafka_quorum
 
 # A SIGKILLed broker is fenced (its partitions get new leaders) when it misses
 # heartbeats for broker.session.timeout.ms: Kafka's 9 s is most of a failover.
@@ -68,7 +74,7 @@ class KafkaClusterSpec:
     @property
     def bootstrap(self) -> str:
         """Every node's client address, comma-separated (what clients bootstrap from)."""
-        return ",".join(f"{self.host}:{p}" for p in self.ports)
+        return ",".join(self.addresses())
 
     @property
     def cluster_id(self) -> str:
@@ -78,6 +84,19 @@ class KafkaClusterSpec:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             id_file.write_text(new_cluster_id() + "\n")
         return id_file.read_text().strip()
+
+    def addresses(self) -> list[str]:
+        """Each node's client address, in node order."""
+        return [f"{self.host}:{p}" for p in self.ports]
+
+    def shared_properties(self) -> dict[str, str | int]:
+        """The server properties every node shares beyond its own id and listeners
+        (replication, failure detection): what a Compose `kafka-N` service sets too."""
+        return {
+            **replication_properties(self.replication_factor, self.min_insync_replicas),
+            **CLUSTER_PROPERTIES,
+            **(self.extra_properties or {}),
+        }
 
     def node(self, node_id: int) -> KafkaSpec:
         """The KafkaSpec of one node (1..nodes)."""
@@ -109,3 +128,59 @@ class KafkaClusterSpec:
     def prepare(self, java: str | None = None, jars: Path | None = None) -> list[tuple[list[str], dict[str, str]]]:
         """Every node's (argv, env), in node order."""
         return [self.prepare_node(n, java, jars) for n in self.node_ids]
+
+
+async def kafka_cluster_status(addresses: list[str], timeout: float = 2.0) -> dict:
+    """{"answering": [addresses that answer], "brokers": {live broker ids}, "controller": active id or -1}."""
+    answering, brokers, controller = [], set(), -1
+    for address in addresses:
+        try:
+            meta = await kafka_metadata(address, timeout)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error, IndexError):
+            continue
+        answering.append(address)
+        brokers.update(b[0] for b in meta["brokers"])
+        if controller < 0:
+            try:
+                controller = (await kafka_quorum(address, timeout))["leader_id"]
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error, IndexError):
+                pass
+    return {"answering": answering, "brokers": brokers, "controller": controller}
+
+
+async def wait_kafka_cluster_ready(
+    addresses: list[str],
+    node_ids: list[int],
+    timeout: float = 180.0,
+    progress: Callable[[float], None] | None = None,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Until every address answers, the metadata lists every node in `node_ids` as a live
+    broker and the KRaft quorum has an active controller among them.
+
+    `progress(seconds)` about once a second; BrokerError early when alive() turns false.
+    """
+    start = time.monotonic()
+    died = BrokerError("a Kafka node exited while the cluster was starting: see its log for the reason")
+    for address in addresses:  # each JVM up and answering
+        try:
+            await wait_kafka_ready(address, max(1.0, timeout - (time.monotonic() - start)), progress, alive)
+        except BrokerError:
+            if alive and not alive():
+                raise died from None
+            raise
+    status: dict = {}
+    while time.monotonic() - start < timeout:
+        status = await kafka_cluster_status(addresses)
+        if (len(status["answering"]) == len(addresses) and status["brokers"] == set(node_ids)
+                and status["controller"] in node_ids):
+            return
+        if alive and not alive():
+            raise died
+        if progress:
+            progress(time.monotonic() - start)
+        await asyncio.sleep(0.5)
+    raise BrokerError(
+        f"Kafka cluster {','.join(addresses)} not ready after {timeout:.0f}s (live brokers"
+        f" {sorted(status.get('brokers', ()))} of {node_ids}, controller {status.get('controller', -1)}): see the logs"
+    )

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .errors import BrokerError
 from .kafka import KafkaSpec, find_java, wait_kafka_ready
-from .kafka_cluster import KafkaClusterSpec
+from .kafka_cluster import KafkaClusterSpec, wait_kafka_cluster_ready
 from .kafka_jars import ensure_kafka_jars
 from .kafka_wire import kafka_metadata, kafka_quorum
 from .ports import free_port, free_ports
@@ -264,12 +264,15 @@ class KafkaCluster:
 
     async def wait_ready(self, timeout: float = KAFKA_TIMEOUT) -> None:
         """Until every alive node answers, the metadata lists them all and the quorum has a leader."""
-        deadline = time.monotonic() + timeout
-        for node in self.alive_nodes():
-            await wait_kafka_ready(
-                self.address(node), max(1.0, deadline - time.monotonic()), alive=lambda n=node: self.alive(n)
+        nodes = self.alive_nodes()
+        try:
+            await wait_kafka_cluster_ready(
+                [self.address(n) for n in nodes], nodes, timeout, alive=lambda: all(map(self.alive, nodes))
             )
-        await self._settle(deadline, "the quorum to elect a leader and list every node", self._ready)
+        except BrokerError as e:
+            shown = [n for n in nodes if not self.alive(n)] or nodes  # the dead ones, else all
+            tails = "".join(f"\n--- last lines of Kafka node {n} ---\n{self.tail(n, 15)}" for n in shown)
+            raise BrokerError(f"{e}{tails}") from None
 
     async def wait_in_sync(self, topics: list[str] | None = None, timeout: float = KAFKA_TIMEOUT) -> None:
         """Until every partition (of `topics`, default all) has a leader and all its replicas in sync."""
@@ -284,11 +287,6 @@ class KafkaCluster:
             )
 
         await self._settle(time.monotonic() + timeout, f"all replicas in sync ({topics or 'all topics'})", in_sync)
-
-    async def _ready(self) -> bool:
-        alive = set(self.alive_nodes())
-        brokers = {b[0] for b in (await self.metadata())["brokers"]}
-        return brokers == alive and (await self.controller()) in alive
 
     async def _settle(self, deadline: float, what: str, check) -> None:
         error: Exception | None = None
@@ -326,11 +324,7 @@ def running_kafka_cluster(
             for node in spec.node_ids:
                 cluster.start(node)
             log.info("starting a %d-node Kafka cluster on %s…", nodes, spec.bootstrap)
-            try:
-                _run(cluster.wait_ready(timeout))
-            except BrokerError as e:
-                tails = "\n".join(f"--- last lines of Kafka node {n} ---\n{cluster.tail(n, 15)}" for n in spec.node_ids)
-                raise BrokerError(f"{e}\n{tails}") from None
+            _run(cluster.wait_ready(timeout))
             log.info("Kafka cluster ready on %s", spec.bootstrap)
             yield spec.bootstrap, cluster
         finally:

@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from sandbox.brokers import BrokerError
 from sandbox.brokers.kafka_cluster import KafkaClusterSpec
 from sandbox.brokers.testing import KafkaCluster, running_kafka_cluster
 from sandbox.bus.kafka_health import partition_health, unhealthy
@@ -133,6 +134,8 @@ def test_spec_lists_every_node(tmp_path):
             assert line in lines
     assert props[1][props[1].index("node.id=2") + 2] == "listeners=PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
     assert spec.bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    shared = spec.shared_properties()
+    assert (shared["default.replication.factor"], shared["min.insync.replicas"]) == (3, 2)
     assert len({spec.node(n).log_dir for n in spec.node_ids}) == 3
     assert spec.node(1).cluster_id == spec.node(3).cluster_id == spec.cluster_id
 
@@ -145,6 +148,18 @@ def test_every_node_is_formatted_with_one_cluster_id(tmp_path):
         meta = (tmp_path / f"node-{n}" / "logs" / "meta.properties").read_text()
         assert f"cluster.id={spec.cluster_id}" in meta and f"node.id={n}" in meta
         assert "-Xmx384m" in argv and argv[-1] == str(tmp_path / f"node-{n}" / "server.properties")
+
+
+def test_a_node_that_dies_fails_the_start_with_its_output(tmp_path):
+    data = tmp_path / "cluster"
+    KafkaClusterSpec(data, nodes=3, check_ports=False).prepare()
+    meta = data / "node-2" / "logs" / "meta.properties"
+    meta.write_text(meta.read_text().replace("node.id=2", "node.id=7"))  # storage of another node
+    start = time.monotonic()
+    with pytest.raises(BrokerError, match="a Kafka node exited") as err, running_kafka_cluster(3, data_dir=data):
+        pass
+    assert time.monotonic() - start < 120
+    assert "last lines of Kafka node 2" in str(err.value) and "node 1 ---" not in str(err.value)
 
 
 async def test_three_nodes_replicate_every_topic(cluster):
