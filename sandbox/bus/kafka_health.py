@@ -64,10 +64,13 @@ def partition_health(
     topics: list[str] | None = None,
     min_insync: int | dict[str, int] | None = None,
     include_internal: bool = False,
+    live: set[int] | None = None,
 ) -> list[PartitionHealth]:
     """Health of every partition of `topics` (default: all the metadata knows), sorted by topic, partition.
 
-    `min_insync` (one value, or per topic) enables the below-min-ISR flag.
+    `min_insync` (one value, or per topic) enables the below-min-ISR flag. `live`, the broker ids
+    that answer now, corrects metadata the cluster could not update: with most KRaft voters gone
+    it keeps naming dead leaders and in-sync replicas (their removal needs the quorum).
     """
     names = topics if topics is not None else sorted(cluster.topics(exclude_internal_topics=not include_internal))
     out = []
@@ -77,15 +80,14 @@ def partition_health(
         floor = min_insync.get(topic) if isinstance(min_insync, dict) else min_insync
         for p in sorted(parts):
             meta = parts[p]
+            leader = None if meta.leader is None or meta.leader < 0 else meta.leader
+            isr = tuple(meta.isr)
+            if live is not None:
+                leader = leader if leader in live else None
+                isr = tuple(r for r in isr if r in live)
             out.append(
-                PartitionHealth(
-                    topic=topic,
-                    partition=p,
-                    leader=None if meta.leader is None or meta.leader < 0 else meta.leader,
-                    replicas=tuple(meta.replicas),
-                    isr=tuple(meta.isr),
-                    min_insync=floor,
-                )
+                PartitionHealth(topic=topic, partition=p, leader=leader, replicas=tuple(meta.replicas),
+                                isr=isr, min_insync=floor)
             )
     return out
 
