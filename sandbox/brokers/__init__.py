@@ -1,4 +1,4 @@
-"""Real broker launchers: a pinned Apache Kafka (KRaft) from Maven Central jars, and redis-server.
+"""Real broker launchers: a pinned Apache Kafka (KRaft, one node or a cluster) from Maven Central jars, and redis-server.
 
 Used by the local runtime (argv/env for its process supervisor) and by the tests
 and benchmarks (`sandbox.brokers.testing`). Speaks no broker client library.
@@ -14,7 +14,11 @@ _EXPORTS = {
     "BrokerError": "errors",
     "KafkaSpec": "kafka",
     "find_java": "kafka",
-    "kafka_metadata": "kafka",
+    "kafka_metadata": "kafka_wire",
+    "kafka_quorum": "kafka_wire",
+    "KafkaClusterSpec": "kafka_cluster",
+    "kafka_cluster_status": "kafka_cluster",
+    "wait_kafka_cluster_ready": "kafka_cluster",
     "topics_argv": "kafka",
     "wait_kafka_ready": "kafka",
     "cache_root": "kafka_jars",

@@ -2,6 +2,8 @@
 
 `KafkaSpec(...).prepare()` writes the config, formats the storage once and
 returns the argv/env of a foreground JVM for a process supervisor to run.
+A spec is also one node of a cluster (`kafka_cluster.KafkaClusterSpec` sets
+node_id, quorum_voters, cluster_id and the replication settings).
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from pathlib import Path
 
 from .errors import BrokerError
 from .kafka_jars import classpath, ensure_kafka_jars
+from .kafka_wire import kafka_metadata
 from .ports import ensure_port_free
 
 # G1 with Kafka's own pause targets (kafka-run-class.sh). Measured JVM start to
 # ready (median of 3, 2 cores): G1 1.9 s, Serial GC 1.7 s, G1 without CDS 2.3 s;
 # 0.2 s is not worth Serial's long pauses. -Xshare:auto keeps the JDK's CDS archive.
-JVM_OPTS = [
-    "-Xms256m",
-    "-Xmx512m",
+def jvm_opts(heap: tuple[str, str] = ("256m", "512m")) -> list[str]:
+    """The broker JVM's options; `heap` is (initial, maximum), e.g. ("128m", "384m")."""
+    return [f"-Xms{heap[0]}", f"-Xmx{heap[1]}", *_GC_OPTS]
+
+
+_GC_OPTS = [
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
     "-XX:InitiatingHeapOccupancyPercent=35",
@@ -38,6 +44,7 @@ JVM_OPTS = [
     "-Xshare:auto",
     "-Djava.awt.headless=true",
 ]
+JVM_OPTS = jvm_opts()
 # Short-lived CLI tools: start fast, throughput does not matter.
 TOOL_JVM_OPTS = ["-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
 
@@ -122,13 +129,25 @@ def _log4j_file(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def _new_cluster_id() -> str:
+def new_cluster_id() -> str:
     # Kafka's Uuid.toString(): url-safe base64 of 16 random bytes, unpadded,
     # never starting with "-" (it would look like a CLI flag).
     while True:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
+
+
+def replication_properties(replication_factor: int = 1, min_insync_replicas: int = 1) -> dict[str, int]:
+    """How many copies every topic (also the offsets and transaction logs) keeps, and how many
+    must have a write before acks=all answers. One broker: 1 and 1; three: 3 and 2."""
+    return {
+        "default.replication.factor": replication_factor,
+        "min.insync.replicas": min_insync_replicas,
+        "offsets.topic.replication.factor": replication_factor,
+        "transaction.state.log.replication.factor": replication_factor,
+        "transaction.state.log.min.isr": min_insync_replicas,
+    }
 
 
 @dataclass
@@ -142,6 +161,16 @@ class KafkaSpec:
     # server.properties entries that override (or add to) the sandbox's own,
     # e.g. {"group.initial.rebalance.delay.ms": "3000"} for Kafka's default.
     extra_properties: dict[str, str] | None = None
+    # One node of a cluster (see kafka_cluster.KafkaClusterSpec): its id, all voters
+    # ("1@host:port,2@host:port,..."; default this node alone) and the shared cluster id
+    # (default: made up once and kept in data_dir/cluster-id).
+    node_id: int = 1
+    quorum_voters: str | None = None
+    cluster_id: str | None = None
+    # Topics (also the internal ones) get this many replicas; acks=all needs min_insync_replicas.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    heap: tuple[str, str] = ("256m", "512m")  # JVM -Xms, -Xmx
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -158,8 +187,8 @@ class KafkaSpec:
         h = self.host
         props = {
             "process.roles": "broker,controller",
-            "node.id": 1,
-            "controller.quorum.voters": f"1@{h}:{self.controller_port}",
+            "node.id": self.node_id,
+            "controller.quorum.voters": self.quorum_voters or f"{self.node_id}@{h}:{self.controller_port}",
             "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{h}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -168,11 +197,8 @@ class KafkaSpec:
             "log.dirs": self.log_dir,
             "num.partitions": self.partitions,
             "auto.create.topics.enable": "true",
-            # One broker: every internal topic has one replica.
-            "offsets.topic.replication.factor": 1,
+            **replication_properties(self.replication_factor, self.min_insync_replicas),
             "offsets.topic.num.partitions": 6,  # default 50 slows the first consumer group
-            "transaction.state.log.replication.factor": 1,
-            "transaction.state.log.min.isr": 1,
             "transaction.state.log.num.partitions": 4,
             "group.initial.rebalance.delay.ms": 0,  # consumers join at once in a sandbox
             # Laptop-sized: 2 cores, small segments, a day or 256 MiB per partition.
@@ -203,7 +229,7 @@ class KafkaSpec:
         self._format(java, jars, config)
         argv = [
             java,
-            *JVM_OPTS,
+            *jvm_opts(self.heap),
             f"-Dlog4j.configuration=file:{log4j}",
             "-cp",
             classpath(jars),
@@ -218,8 +244,10 @@ class KafkaSpec:
         if (self.log_dir / "meta.properties").exists():
             return  # formatted before: keep the data
         id_file = self.data_dir / "cluster-id"
-        if not id_file.exists():
-            id_file.write_text(_new_cluster_id() + "\n")
+        if self.cluster_id:
+            id_file.write_text(self.cluster_id + "\n")
+        elif not id_file.exists():
+            id_file.write_text(new_cluster_id() + "\n")
         tools_log4j = _log4j_file(jars, "tools-log4j.properties", TOOLS_LOG4J)
         argv = [
             java,
@@ -265,47 +293,6 @@ def topics_argv(bootstrap: str, *args: str, jars: Path | None = None) -> list[st
     ]
 
 
-async def kafka_metadata(bootstrap: str, timeout: float = 2.0) -> dict:
-    """One Metadata v1 request over raw TCP: {"brokers": [(id, host, port)], "controller_id": int}.
-
-    Speaks the Kafka protocol directly so this module needs no Kafka client library.
-    """
-    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    try:
-        client = b"laddr-sandbox"
-        # header: api_key 3 (Metadata), version 1, correlation id, client id; body: topics = null (all)
-        body = struct.pack(">hhih", 3, 1, 7, len(client)) + client + struct.pack(">i", -1)
-        writer.write(struct.pack(">i", len(body)) + body)
-        await writer.drain()
-        size = struct.unpack(">i", await asyncio.wait_for(reader.readexactly(4), timeout))[0]
-        data = await asyncio.wait_for(reader.readexactly(size), timeout)
-    finally:
-        writer.close()
-    pos = 4  # skip the correlation id
-
-    def take(fmt: str):
-        nonlocal pos
-        vals = struct.unpack_from(fmt, data, pos)
-        pos += struct.calcsize(fmt)
-        return vals[0]
-
-    def string() -> str | None:
-        nonlocal pos
-        n = take(">h")
-        if n < 0:
-            return None
-        pos += n
-        return data[pos - n : pos].decode()
-
-    brokers = []
-    for _ in range(take(">i")):
-        node_id, host_, port_ = take(">i"), string(), take(">i")
-        string()  # rack
-        brokers.append((node_id, host_, port_))
-    return {"brokers": brokers, "controller_id": take(">i")}
-
-
 async def wait_kafka_ready(
     bootstrap: str,
     timeout: float = 90.0,
@@ -326,7 +313,7 @@ async def wait_kafka_ready(
             if meta["brokers"] and meta["controller_id"] >= 0:
                 return
             error = BrokerError("no broker or controller in the metadata yet")
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error) as e:
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error, IndexError) as e:
             error = e
         if alive and not alive():
             raise BrokerError(f"Kafka at {bootstrap} exited while starting: see its log for the reason")
