@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import orjson
 
 from sandbox.config import Settings
+from sandbox.bus.waiters import ResponseWaiters, with_job_id
 from sandbox.protocol import AgentInfo, DecodeError, Response, Task, agent_of_channel, asked, decode_task, job_id_of
 
 # A handler gets the task and how many times it has been delivered (1 = first
@@ -132,79 +133,6 @@ def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, posi
         message.agent = agent_of_channel(channel)
         message.status = "undecodable" if kind != "dlq" else None
     return message
-
-
-def with_job_id(payload: Any, task_id: str, wanted: bool = True) -> Any:
-    """The payload with `job_id` = task_id unless it names a job already (or not `wanted`).
-
-    Laddr's Agent runs a task under its payload's prompt_id/job_id and echoes both in
-    its answer; that is what lets a client match Laddr 0.9.6's Kafka answers, which
-    carry no key and no task_id. Any other worker ignores the extra field.
-    """
-    if wanted and isinstance(payload, dict) and job_id_of(payload) is None:
-        return {**payload, "job_id": task_id}
-    return payload
-
-
-class ResponseWaiters:
-    """Futures keyed by task_id, resolved by one long-lived response listener.
-
-    A waiter may also be found by the job id its payload carries: Laddr 0.9.6's Kafka
-    worker answers with neither key nor task_id, but its Agent echoes the job id.
-    """
-
-    def __init__(self) -> None:
-        self._futures: dict[str, asyncio.Future[Response]] = {}
-        self._by_job: dict[str, str] = {}  # job id -> task id
-        self.unmatched = 0  # answers that named no task we know, nor a job id we sent
-
-    def add(self, task_id: str, job_id: str | None = None) -> asyncio.Future[Response]:
-        future = self._futures.get(task_id)
-        if future is None or future.done():
-            future = asyncio.get_running_loop().create_future()
-            self._futures[task_id] = future
-        if job_id:
-            self._by_job[job_id] = task_id
-        return future
-
-    def task_of(self, response: Response) -> str | None:
-        """The task a response answers: its own id, else the one whose job id it echoes
-        (the sandbox's clients make a task's job id its task id, unless the payload had one)."""
-        if response.task_id:
-            return response.task_id
-        job = response.job_id or ""
-        return self._by_job.get(job) or (job if job in self._futures else None)
-
-    def waiting(self, task_id: str) -> bool:
-        future = self._futures.get(task_id)
-        return future is not None and not future.done()
-
-    def discard(self, task_id: str) -> None:
-        self._futures.pop(task_id, None)
-        for job, task in [(j, t) for j, t in self._by_job.items() if t == task_id]:
-            del self._by_job[job]
-
-    def ids(self) -> list[str]:
-        return list(self._futures)
-
-    def resolve(self, response: Response) -> bool:
-        task_id = self.task_of(response)
-        if task_id is None:
-            self.unmatched += 1
-            return False
-        response.task_id = task_id
-        future = self._futures.get(task_id)
-        if future is None or future.done():
-            return False
-        future.set_result(response)
-        return True
-
-    def fail_all(self, error: BaseException) -> None:
-        for future in self._futures.values():
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # whoever waits sees it; nobody waiting is no error
-        self._futures.clear()
 
 
 class Consumer(Protocol):

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from sandbox.brokers import BrokerError
 from sandbox.brokers.kafka_cluster import KafkaClusterSpec
 from sandbox.brokers.testing import KafkaCluster, running_kafka_cluster
-from sandbox.bus.kafka_health import partition_health, unhealthy
+from sandbox.bus.kafka.health import partition_health, unhealthy
 
 pytestmark = pytest.mark.timeout(600)
 
