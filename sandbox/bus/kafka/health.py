@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiokafka.cluster import ClusterMetadata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only kafka/client.py imports aiokafka at run time
+    from aiokafka.cluster import ClusterMetadata
 
 
 @dataclass(frozen=True)
