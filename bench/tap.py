@@ -151,7 +151,7 @@ async def one_case(settings: Settings, total: int, rate: float, ctx: Context) ->
 async def clear_queue(bus: Bus) -> None:
     """Drop the benchmark's messages (Redis keeps streams in memory)."""
     if bus.backend == "redis":
-        await bus.client.delete(redis_stream(AGENT))  # type: ignore[attr-defined]
+        await bus.client.redis.delete(redis_stream(AGENT))  # type: ignore[attr-defined]
 
 
 async def run(ctx: Context) -> list[Table]:

@@ -22,7 +22,7 @@ import orjson
 from textual import events
 from textual.widgets import TabbedContent
 
-from sandbox.bus.common import describe_message
+from sandbox.bus import describe_message
 from sandbox.config import Settings
 from sandbox.protocol import AGENTS, kafka_topic
 from sandbox.runtime.base import LogLine

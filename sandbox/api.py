@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox import __version__
 from sandbox.bus import Bus, BusError, BusUnavailable, MessageTooLarge, RequestTimeout, make_bus
+from sandbox.bus.presence import known_agents
+from sandbox.bus.reconnect import Backoff
 from sandbox.config import ConfigError, Settings, load_settings
+from sandbox.laddr_compat import matching_note
 from sandbox.protocol import AGENT_NAME_RE, Response
-from sandbox.bus.common import Backoff
 
 log = logging.getLogger("sandbox.api")
 
@@ -75,7 +77,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def response_body(response: Response, **extra: Any) -> dict[str, Any]:
-    return {**response.to_dict(), **extra}
+    note = matching_note(response)
+    return {**response.to_dict(), **extra, **({"note": note} if note else {})}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -163,10 +166,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__}); see the api log"})
 
     async def known_agent(bus: Bus, agent: str) -> None:
-        registered = await bus.agents()
-        if agent not in registered:
-            known = ", ".join(registered) or "none registered yet"
-            raise HTTPException(status_code=404, detail=f"unknown agent {agent!r}; registered: {known}")
+        if agent in await bus.agents():
+            return
+        known = await known_agents(bus, ())  # Laddr keeps its Kafka registry in memory: topics tell
+        if agent not in known:
+            raise HTTPException(status_code=404, detail=f"unknown agent {agent!r}; known: {', '.join(known) or 'none yet'}")
 
     @app.post("/api/v1/run", dependencies=guarded, responses=errors(401, 404, 413, 422, 503, 504))
     async def run(body: RunRequest, request: Request) -> dict[str, Any]:

@@ -143,10 +143,7 @@ def check_bootstrap(bootstrap: str) -> str:
 def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `.env` (LADDR_ENV_FILE or ./.env) overlaid by the environment."""
     environ = os.environ if environ is None else environ
-    named = env_file or environ.get("LADDR_ENV_FILE")
-    path = Path(named or ".env")
-    if named and not path.is_file():
-        raise ConfigError(f"settings file {path} does not exist (from --env-file / LADDR_ENV_FILE)")
+    path = Path(env_file or environ.get("LADDR_ENV_FILE") or ".env")
     from_file, notes = read_sandbox_env(path)
     values: dict[str, str] = {**from_file, **{k: v for k, v in environ.items()}}
     redis_url = check_redis_url(values.get("REDIS_URL") or DEFAULT_REDIS_URL)

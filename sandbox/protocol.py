@@ -181,7 +181,14 @@ def decode_task(raw: bytes | str) -> Task:
     created = doc.get("created_at")
     if not isinstance(created, (int, float)) or isinstance(created, bool):
         created = time.time()
-    return Task(agent_name=agent, payload=doc["payload"], task_id=task_id, created_at=float(created))
+    return Task(agent_name=agent, payload=asked(doc["payload"], task_id), task_id=task_id, created_at=float(created))
+
+
+def asked(payload: Any, task_id: Any) -> Any:
+    """A task's payload without the job id the sandbox's clients add for Laddr's Agent (= the task id)."""
+    if isinstance(payload, dict) and payload.get("job_id") == task_id:
+        return {k: v for k, v in payload.items() if k != "job_id"}
+    return payload
 
 
 def job_id_of(doc: Any) -> str | None:

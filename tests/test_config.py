@@ -96,8 +96,3 @@ def test_good_addresses_pass() -> None:
     assert settings.kafka_bootstrap == "[::1]:9092,kafka:29092" and settings.redis_url == "redis://h:1/0"
 
 
-def test_a_named_settings_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
-        load_settings(tmp_path / "missing.env", environ={})
-    with pytest.raises(ConfigError, match="does not exist"):
-        load_settings(environ={"LADDR_ENV_FILE": str(tmp_path / "missing.env")})

@@ -1,4 +1,4 @@
-"""Buses: one interface (base.Bus), two backends (redis, kafka)."""
+"""Buses: one interface (base.Bus), two backends (redis/, kafka/); make_bus() picks one."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sandbox.bus.base import (
     QueueStats,
     RequestTimeout,
     TapMessage,
+    describe_message,
 )
 from sandbox.config import Settings
 
@@ -27,6 +28,7 @@ __all__ = [
     "QueueStats",
     "RequestTimeout",
     "TapMessage",
+    "describe_message",
     "make_bus",
 ]
 
@@ -36,10 +38,10 @@ def make_bus(settings: Settings, backend: str | None = None) -> Bus:
     backend = backend or settings.queue_backend
     if backend == "kafka":
         try:
-            from sandbox.bus.kafka import KafkaBus
+            from sandbox.bus.kafka.bus import KafkaBus
         except ImportError as exc:  # aiokafka is the [kafka] extra
             raise BusError(f"the Kafka backend needs aiokafka: pip install 'laddr-sandbox[kafka]' ({exc})") from None
         return KafkaBus(settings)
-    from sandbox.bus.redis import RedisBus
+    from sandbox.bus.redis.bus import RedisBus
 
     return RedisBus(settings)

@@ -1,6 +1,8 @@
 """The one Bus interface that workers, the API, the CLI and the TUI use.
 
-Backends live beside this file (redis.py, kafka.py); nothing outside
+It also does what both backends do alike: publishing a task, request and
+wait_for_response over one response listener per client, serve's frame.
+Backends live in redis/ and kafka/ beside this file; nothing outside
 `sandbox/bus/` imports `redis` or `aiokafka`.
 """
 
@@ -8,16 +10,21 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from sandbox.protocol import AgentInfo, Response, Task
+import orjson
+
+from sandbox.config import Settings
+from sandbox.protocol import AgentInfo, Response, Task, agent_of_channel, asked, job_id_of
 
 # A handler gets the task and how many times it has been delivered (1 = first
 # time) and returns the response to publish. The bus acknowledges the task only
 # after that response is on the broker.
 Handler = Callable[[Task, int], Awaitable[Response]]
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 class BusError(Exception):
@@ -103,13 +110,155 @@ class DeadLetter:
     timestamp: float
 
 
+def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, position: str) -> TapMessage:
+    """A tap line from raw bytes: whatever decodes is shown, nothing is required."""
+    doc: dict[str, Any] | None
+    try:
+        loaded = orjson.loads(raw)
+        doc = loaded if isinstance(loaded, dict) else None
+    except (orjson.JSONDecodeError, TypeError):
+        doc = None
+    message = TapMessage(channel=channel, kind=kind, timestamp=timestamp, raw=raw, doc=doc, position=position)
+    if doc is not None:
+        task_id = doc.get("task_id")
+        message.task_id = task_id if isinstance(task_id, str) else None
+        if kind == "task" and "payload" in doc:  # what was asked; `raw` keeps the wire bytes
+            doc["payload"] = asked(doc["payload"], task_id)
+        agent = doc.get("agent_name") or doc.get("agent")
+        message.agent = agent if isinstance(agent, str) else agent_of_channel(channel)
+        status = doc.get("status")
+        message.status = status if isinstance(status, str) else ("queued" if kind == "task" else None)
+    else:
+        message.agent = agent_of_channel(channel)
+        message.status = "undecodable" if kind != "dlq" else None
+    return message
+
+
+def with_job_id(payload: Any, task_id: str, wanted: bool = True) -> Any:
+    """The payload with `job_id` = task_id unless it names a job already (or not `wanted`).
+
+    Laddr's Agent runs a task under its payload's prompt_id/job_id and echoes both in
+    its answer; that is what lets a client match Laddr 0.9.6's Kafka answers, which
+    carry no key and no task_id. Any other worker ignores the extra field.
+    """
+    if wanted and isinstance(payload, dict) and job_id_of(payload) is None:
+        return {**payload, "job_id": task_id}
+    return payload
+
+
+class ResponseWaiters:
+    """Futures keyed by task_id, resolved by one long-lived response listener.
+
+    A waiter may also be found by the job id its payload carries: Laddr 0.9.6's Kafka
+    worker answers with neither key nor task_id, but its Agent echoes the job id.
+    """
+
+    def __init__(self) -> None:
+        self._futures: dict[str, asyncio.Future[Response]] = {}
+        self._by_job: dict[str, str] = {}  # job id -> task id
+        self.unmatched = 0  # answers that named no task we know, nor a job id we sent
+
+    def add(self, task_id: str, job_id: str | None = None) -> asyncio.Future[Response]:
+        future = self._futures.get(task_id)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self._futures[task_id] = future
+        if job_id:
+            self._by_job[job_id] = task_id
+        return future
+
+    def task_of(self, response: Response) -> str | None:
+        """The task a response answers: its own id, else the one whose job id it echoes
+        (the sandbox's clients make a task's job id its task id, unless the payload had one)."""
+        if response.task_id:
+            return response.task_id
+        job = response.job_id or ""
+        return self._by_job.get(job) or (job if job in self._futures else None)
+
+    def waiting(self, task_id: str) -> bool:
+        future = self._futures.get(task_id)
+        return future is not None and not future.done()
+
+    def discard(self, task_id: str) -> None:
+        self._futures.pop(task_id, None)
+        for job, task in [(j, t) for j, t in self._by_job.items() if t == task_id]:
+            del self._by_job[job]
+
+    def ids(self) -> list[str]:
+        return list(self._futures)
+
+    def resolve(self, response: Response) -> bool:
+        task_id = self.task_of(response)
+        if task_id is None:
+            self.unmatched += 1
+            return False
+        response.task_id = task_id
+        future = self._futures.get(task_id)
+        if future is None or future.done():
+            return False
+        future.set_result(response)
+        return True
+
+    def fail_all(self, error: BaseException) -> None:
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # whoever waits sees it; nobody waiting is no error
+        self._futures.clear()
+
+
+class Consumer(Protocol):
+    """One worker's loop on one agent's queue (each backend's consumer.py)."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class Inspector(Protocol):
+    """Looking at the broker without consuming (each backend's inspect.py); the Bus methods say what each does."""
+
+    async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]: ...
+    def tap(self, last: int = 0) -> AsyncIterator[TapMessage]: ...
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+    async def requeue_dead_letter(self, dead: DeadLetter) -> None: ...
+    async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int: ...
+
+
+def translate_errors(translate: Callable[[Any, Exception], BusError | None]) -> Callable[[F], F]:
+    """A decorator for a backend's methods: the client library's errors become BusError/BusUnavailable.
+
+    `translate(owner, exc)` returns the error to raise instead, or None to let `exc` through.
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(self, *args, **kwargs)
+            except Exception as exc:
+                error = translate(self, exc)
+                if error is None:
+                    raise
+                raise error from None
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
 class Bus(abc.ABC):
     """One API over Redis and Kafka, with Laddr 0.9.x's wire format."""
 
     backend: ClassVar[str]
+    # Whether tasks carry `job_id` = task id: where answers may come back naming no task (Kafka).
+    adds_job_id: ClassVar[bool] = False
+    inspector: Inspector  # set by the backend
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.worker_id: str | None = None
+        self._waiters = ResponseWaiters()  # resolved by the backend's response listener
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()  # set once the listener follows responses (or failed to)
 
     # -- lifecycle ---------------------------------------------------------
     @abc.abstractmethod
@@ -142,8 +291,13 @@ class Bus(abc.ABC):
         """The task streams / topics that exist on the broker (for `verify`)."""
 
     # -- tasks and responses -------------------------------------------------
-    @abc.abstractmethod
-    async def publish_task(self, agent: str, payload: Any, *, task_id: str | None = None) -> Task: ...
+    async def publish_task(self, agent: str, payload: Any, *, task_id: str | None = None) -> Task:
+        task = Task(agent_name=agent, payload=payload)
+        if task_id:
+            task.task_id = task_id
+        task.payload = with_job_id(payload, task.task_id, self.adds_job_id)
+        await self.publish_raw(agent, task.encode(), key=task.task_id)  # Kafka: keyed by task_id
+        return task
 
     @abc.abstractmethod
     async def publish_raw(self, agent: str, raw: bytes, *, key: str | None = None) -> None:
@@ -152,26 +306,42 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def publish_response(self, response: Response) -> None: ...
 
-    @abc.abstractmethod
     async def wait_for_response(self, task_id: str, timeout: float) -> Response:
         """Wait for the response of a task already published; RequestTimeout if none."""
+        waiter = await self.expect(task_id)
+        try:
+            known = await self.get_response(task_id)
+            if known is not None:
+                return known
+            return await self._await_response(waiter, task_id, "?", timeout)
+        finally:
+            self.forget(task_id)
 
     async def request(self, agent: str, payload: Any, timeout: float = 30.0) -> Response:
         """Publish a task and wait for its response, without any per-request join."""
         task = Task(agent_name=agent, payload=payload)
-        waiter = await self._expect(task.task_id)
+        waiter = await self.expect(task.task_id, job_id_of(with_job_id(payload, task.task_id, self.adds_job_id)))
         try:
             await self.publish_task(agent, payload, task_id=task.task_id)
             return await self._await_response(waiter, task.task_id, agent, timeout)
         finally:
-            self._forget(task.task_id)
+            self.forget(task.task_id)
 
-    @abc.abstractmethod
-    async def _expect(self, task_id: str) -> asyncio.Future[Response]:
-        """Register interest in a response before the task goes out."""
+    async def expect(self, task_id: str, job_id: str | None = None) -> asyncio.Future[Response]:
+        """Register interest in a response before the task goes out; forget(task_id) after.
 
-    @abc.abstractmethod
-    def _forget(self, task_id: str) -> None: ...
+        `job_id`: the job id the payload carries, for answers that name no task (Laddr on Kafka).
+        """
+        await self.follow_responses()
+        return self._waiters.add(task_id, job_id)
+
+    @property
+    def unmatched_answers(self) -> int:
+        """Answers this client saw that named no task it knows (Laddr 0.9.6 on Kafka, for others' requests)."""
+        return self._waiters.unmatched
+
+    def forget(self, task_id: str) -> None:
+        self._waiters.discard(task_id)
 
     async def _await_response(
         self, waiter: asyncio.Future[Response], task_id: str, agent: str, timeout: float
@@ -181,19 +351,33 @@ class Bus(abc.ABC):
         except asyncio.TimeoutError:
             raise RequestTimeout(task_id, agent, timeout) from None
 
-    async def follow_responses(self) -> None:
-        """Start the response listener now, so get_response() sees every later response."""
-        await self._ensure_listener()
+    def _start_listener(self) -> None:
+        """Start the backend's response listener (_listen) unless it runs: one per client, not per request."""
+        if self._listener is None or self._listener.done():
+            self._listening.clear()
+            self._listener = asyncio.create_task(self._listen(), name=f"{self.backend}-response-listener")
+
+    async def _stop_listener(self) -> None:
+        """On close: no more listening, and whoever still waits for a response is told why."""
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        self._waiters.fail_all(BusUnavailable("the bus was closed"))
 
     @abc.abstractmethod
-    async def _ensure_listener(self) -> None: ...
+    async def _listen(self) -> None:
+        """Follow every response on the broker into the waiters; set _listening once following."""
+
+    @abc.abstractmethod
+    async def follow_responses(self) -> None:
+        """Start the response listener now (once per client), so get_response() sees every later response."""
 
     @abc.abstractmethod
     async def get_response(self, task_id: str) -> Response | None:
         """A response already published, if the broker or this client still has it."""
 
     # -- consuming ---------------------------------------------------------
-    @abc.abstractmethod
     async def serve(
         self,
         agent: str,
@@ -208,6 +392,11 @@ class Bus(abc.ABC):
         At-least-once: a task is acknowledged only after its response is
         published. Undecodable messages go to the dead-letter place.
         """
+        await self.consumer_for(agent, consumer, handler, concurrency).run(stop)
+
+    @abc.abstractmethod
+    def consumer_for(self, agent: str, name: str, handler: Handler, concurrency: int) -> Consumer:
+        """The backend's consumer, built on its client (never on the bus)."""
 
     # -- registry ------------------------------------------------------------
     @abc.abstractmethod
@@ -217,26 +406,25 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def agents(self) -> dict[str, AgentInfo]: ...
 
-    # -- inspection ----------------------------------------------------------
-    @abc.abstractmethod
-    async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]: ...
+    # -- inspection and migration: the backend's inspector (its inspect.py) ---
+    async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]:
+        return await self.inspector.queue_stats(agents)
 
-    @abc.abstractmethod
     def tap(self, *, last: int = 0) -> AsyncIterator[TapMessage]:
         """Every message on the broker from now on (and the last N before), read-only."""
+        return self.inspector.tap(last)
 
-    @abc.abstractmethod
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self.inspector.dead_letters(limit)
 
-    @abc.abstractmethod
     async def requeue_dead_letter(self, dead: DeadLetter) -> None:
         """Put a dead letter back on its agent's queue and remove it from the DLQ."""
+        await self.inspector.requeue_dead_letter(dead)
 
-    # -- migration -----------------------------------------------------------
-    @abc.abstractmethod
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int:
         """Hand every unanswered task of an agent to `sink`, acknowledging each after.
 
         Used to move tasks to the other broker; the agent's workers must be
         stopped first. Returns how many were moved.
         """
+        return await self.inspector.drain_pending(agent, sink)

@@ -6,12 +6,13 @@ Exit codes: 0 ok, 1 the thing failed, 2 bad usage or bad input.
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
 from sandbox import __version__
 from sandbox.cli import project, stack, tasks
-from sandbox.cli.common import Context, async_command, expected_failures
+from sandbox.cli.common import BadInput, Context, async_command, expected_failures
 from sandbox.protocol import BACKENDS
 
 
@@ -32,6 +33,9 @@ def cli(ctx: click.Context, runtime_kind: str | None, env_file: str | None, proj
       laddr-sandbox up --backend kafka
       laddr-sandbox verify            the migration guide's checks
     """
+    if env_file and ctx.get_parameter_source("env_file") == click.core.ParameterSource.COMMANDLINE \
+            and not os.path.isfile(env_file):
+        raise BadInput(f"--env-file {env_file}: no such file")
     ctx.obj = Context(runtime_kind=runtime_kind, env_file=env_file, project=project)
 
 

@@ -9,6 +9,7 @@ import click
 import orjson
 
 from sandbox.bus import QueueStats, TapMessage
+from sandbox.bus.presence import AgentPresence
 from sandbox.runtime.base import ServiceStatus
 
 STATE_COLOURS = {"running": "green", "partial": "yellow", "starting": "yellow", "stopped": "red"}
@@ -27,6 +28,7 @@ def table(rows: list[list[str]], header: list[str]) -> list[str]:
 
 def services_table(services: list[ServiceStatus]) -> list[str]:
     rows = []
+    notes = any(s.note for s in services)
     for s in services:
         rows.append([
             s.name,
@@ -34,8 +36,37 @@ def services_table(services: list[ServiceStatus]) -> list[str]:
             click.style(s.state, fg=STATE_COLOURS.get(s.state)),
             click.style(s.health, fg=HEALTH_COLOURS.get(s.health)),
             ",".join(str(p) for p in s.ports),
+            *([s.note] if notes else []),
         ])
-    return table(rows, ["SERVICE", "REPLICAS", "STATE", "HEALTH", "PORTS"])
+    return table(rows, ["SERVICE", "REPLICAS", "STATE", "HEALTH", "PORTS", *(["NOTE"] if notes else [])])
+
+
+def _seen(p: AgentPresence) -> str:
+    if p.registry is None:
+        return "not in the registry"
+    age = time.time() - p.registry.last_heartbeat
+    return f"{p.registry_kind} entry, heartbeat {age:.0f}s ago" + ("" if p.registry_alive else " (stale)")
+
+
+def agents_table(presence: list[AgentPresence]) -> list[str]:
+    """Who serves each agent, from the registry and from the broker's consumer groups."""
+    rows = []
+    for p in presence:
+        alive = click.style("alive", fg="green") if p.alive else click.style("gone", fg="red")
+        rows.append([p.name, p.kind, alive, str(len(p.consumers)), _seen(p)])
+        rows += [["", "", "", "", click.style(f"! {n}", fg="yellow")] for n in p.notes]
+    return table(rows, ["AGENT", "SERVED BY", "LIVENESS", "CONSUMERS", "REGISTRY"])
+
+
+def agent_json(p: AgentPresence) -> dict[str, Any]:
+    return {
+        "name": p.name, "kind": p.kind, "alive": p.alive, "consumers": [c.name for c in p.consumers],
+        "registry": None if p.registry is None else {
+            "kind": p.registry_kind, "alive": p.registry_alive, "last_heartbeat": p.registry.last_heartbeat,
+            "worker_id": p.registry.worker_id,
+        },
+        "notes": p.notes,
+    }
 
 
 def queue_lines(stats: QueueStats, replicas: int | None = None) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import click
@@ -11,7 +12,8 @@ import orjson
 
 from sandbox.bus import make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
-from sandbox.cli.formatting import queue_lines, services_table
+from sandbox.bus.presence import known_agents, merge
+from sandbox.cli.formatting import agent_json, agents_table, queue_lines, services_table
 from sandbox.colours import replica_colour
 from sandbox.config import mask, read_env_file, write_env
 from sandbox.protocol import BACKENDS, other_backend
@@ -92,7 +94,9 @@ async def status(ctx: Context, as_json: bool) -> None:
         raise Failed(str(StackNotRunning(runtime.name)))
     services = await runtime.services()
     async with make_bus(runtime.bus_settings(backend)) as bus:
-        stats = await bus.queue_stats(runtime.settings.agents)
+        names = await known_agents(bus, runtime.settings.agents)
+        stats = await bus.queue_stats(names)
+        presence = merge(await bus.agents(), stats, time.time(), runtime.settings.heartbeat_s)
         dead = await bus.dead_letters(1000)
     replicas = {agent_of_service(s.name): s.desired for s in services if agent_of_service(s.name)}
     if as_json:
@@ -102,9 +106,11 @@ async def status(ctx: Context, as_json: bool) -> None:
             "broker": runtime.bus_settings(backend).broker_address,
             "services": [
                 {"name": s.name, "kind": s.kind, "replicas": s.replicas_label, "state": s.state, "health": s.health,
-                 "ports": s.ports, "processes": [{"name": r.name, "state": r.state, "pid": r.pid} for r in s.replicas]}
+                 "ports": s.ports, "note": s.note,
+                 "processes": [{"name": r.name, "state": r.state, "pid": r.pid} for r in s.replicas]}
                 for s in services
             ],
+            "agents": [agent_json(p) for p in presence],
             "queues": [
                 {"agent": q.agent, "channel": q.channel, "partitions": q.partitions, "lag": q.lag, "pending": q.pending,
                  "length": q.length, "idle_consumers": q.idle_consumers,
@@ -118,6 +124,9 @@ async def status(ctx: Context, as_json: bool) -> None:
     click.echo(f"{runtime.name} runtime · backend {click.style(backend.upper(), bold=True)} · broker "
                f"{settings.broker_address} · api http://{settings.api_host}:{settings.api_port}\n")
     for line in services_table(services):
+        click.echo(line)
+    click.echo()
+    for line in agents_table(presence):
         click.echo(line)
     click.echo()
     for q in stats:

@@ -11,9 +11,11 @@ import click
 import orjson
 
 from sandbox.bus import Bus, make_bus
+from sandbox.bus.presence import known_agents
 from sandbox.cli.common import BadInput, Context, Failed, async_command
 from sandbox.cli.formatting import message_json, message_line
 from sandbox.config import Settings
+from sandbox.laddr_compat import matching_note
 from sandbox.protocol import expected_channels, validate_agent_name
 from sandbox.runtime.base import Runtime, StackNotRunning
 
@@ -48,9 +50,9 @@ async def require_agent(bus: Bus, agent: str) -> None:
         validate_agent_name(agent)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    registered = await bus.agents()
-    if agent not in registered:
-        raise BadInput(f"unknown agent {agent!r}; registered: {', '.join(registered) or 'none'}")
+    known = await known_agents(bus, ())
+    if agent not in known:
+        raise BadInput(f"unknown agent {agent!r}; known (registry and broker): {', '.join(known) or 'none'}")
 
 
 @click.command()
@@ -77,11 +79,13 @@ async def send(ctx: Context, agent: str, inputs: str, timeout: float, as_json: b
     if as_json:
         click.echo(orjson.dumps(response.to_dict()).decode())
     else:
-        colour = "green" if response.ok else "red"
+        colour = "green" if response.ok else "yellow" if response.status != "error" else "red"
         click.echo(click.style(response.status, fg=colour, bold=True)
                    + f"  task {response.task_id}  latency {latency_ms:.1f} ms  worker {response.worker_id or '?'}")
-        body = response.result if response.ok else {"error": response.error}
+        body = {"error": response.error} if response.status == "error" else response.result
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    if note := matching_note(response):
+        click.echo(click.style(f"note: {note}", fg="yellow"), err=True)
     if not response.ok:
         raise SystemExit(1)
 

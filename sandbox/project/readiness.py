@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sandbox.bus import Bus, BusError, RequestTimeout
-from sandbox.protocol import Response
+from sandbox.protocol import Response, new_task_id
 
 
 @dataclass(slots=True)
@@ -94,20 +94,26 @@ async def measure_agent(bus: Bus, agent: str, rounds: int, burst: int, timeout: 
 
 
 async def measure_kill_loss(
-    bus: Bus, agent: str, worker: str, kill: Callable[[], Awaitable[None]], tasks: int, settle_s: float
+    bus: Bus, agent: str, worker: str, payload: dict, kill: Callable[[], Awaitable[None]], tasks: int, settle_s: float
 ) -> LossFigures:
     """Queue `tasks`, `kill -9` the worker once it is answering, let it come back, count answers."""
     figures = LossFigures(backend=bus.backend, worker=worker, sent=tasks)
-    published = [await bus.publish_task(agent, {"query": f"loss check {i}"}) for i in range(tasks)]
-    waits = {t.task_id: asyncio.ensure_future(bus.wait_for_response(t.task_id, settle_s)) for t in published}
-    done, _ = await asyncio.wait(waits.values(), return_when=asyncio.FIRST_COMPLETED, timeout=settle_s)
-    if not done:
-        figures.error = f"no answer within {settle_s:.0f}s before the kill"
-    else:
-        try:
-            await kill()
-        except Exception as exc:  # noqa: BLE001 - reported in the table, the rest still measured
-            figures.error = f"kill failed: {exc}"
-    results = await asyncio.gather(*waits.values(), return_exceptions=True)
-    figures.answered = sum(1 for r in results if isinstance(r, Response))
+    ids = [new_task_id() for _ in range(tasks)]
+    waiters = {task_id: await bus.expect(task_id) for task_id in ids}  # before anything goes out
+    try:
+        for i, task_id in enumerate(ids):
+            await bus.publish_task(agent, {**payload, "n": i}, task_id=task_id)
+        done, _ = await asyncio.wait(waiters.values(), return_when=asyncio.FIRST_COMPLETED, timeout=settle_s)
+        if not done:
+            figures.error = f"no answer within {settle_s:.0f}s before the kill"
+        else:
+            try:
+                await kill()
+            except Exception as exc:  # noqa: BLE001 - reported in the table, the rest still measured
+                figures.error = f"kill failed: {exc}"
+        await asyncio.wait(waiters.values(), timeout=settle_s)
+        figures.answered = sum(1 for w in waiters.values() if w.done() and not w.exception())
+    finally:
+        for task_id in ids:
+            bus.forget(task_id)
     return figures

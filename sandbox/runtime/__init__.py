@@ -44,14 +44,16 @@ def choose_runtime(kind: str | None, settings: Settings, *, default: str = "auto
     return make_runtime(kind or default, settings, backend=backend, say=say)
 
 
-def make_runtime(kind: str, settings: Settings, *, backend: str | None = None, say: Progress = no_progress) -> Runtime:
+def make_runtime(kind: str, settings: Settings, *, backend: str | None = None, say: Progress = no_progress,
+                 cwd: Path | None = None) -> Runtime:
+    """`cwd`: the folder whose stack it is (default: this one), for a stack beside the user's."""
     kind = (kind or "auto").strip().lower()
     if kind not in KINDS:
         raise RuntimeFailure(f"unknown runtime {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "auto":
         return _auto(settings, backend or settings.queue_backend, say)
     if kind == "local":
-        return _local(settings)
+        return _local(settings, cwd)
     if kind == "external":
         from sandbox.runtime.external import ExternalRuntime
 
@@ -120,10 +122,10 @@ def _run_in_thread(coro: Coroutine[Any, Any, T]) -> T | None:
     return result[0]
 
 
-def _local(settings: Settings) -> Runtime:
+def _local(settings: Settings, cwd: Path | None = None) -> Runtime:
     from sandbox.runtime.local import LocalRuntime
 
-    return LocalRuntime(settings)
+    return LocalRuntime(settings, cwd)
 
 
 def _compose_class() -> type[Runtime] | None:

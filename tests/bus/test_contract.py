@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sandbox.bus import Bus, MessageTooLarge, RequestTimeout, TapMessage, make_bus
-from sandbox.bus.common import MAX_MESSAGE_BYTES
+from sandbox.bus.delivery import MAX_MESSAGE_BYTES
 from sandbox.config import Settings
 from sandbox.protocol import AgentInfo, Response, Task, decode_task
 from tests.procs import start_worker, unique_agent, write_agent
@@ -100,7 +100,7 @@ async def test_dead_letter_can_be_sent_back_to_its_queue(bus: Bus) -> None:
         assert mine
         # Someone fixed the message; send the fixed bytes back through the DLQ path.
         mine[0].raw = task.encode()
-        waiter = await bus._expect(task.task_id)
+        waiter = await bus.expect(task.task_id)
         await bus.requeue_dead_letter(mine[0])
         response = await asyncio.wait_for(waiter, 30)
     assert response.ok and response.result["echo"] == {"x": 1}
@@ -204,7 +204,7 @@ async def test_a_task_taken_by_a_worker_that_dies_is_answered_by_another(setting
     try:
         doomed.wait_for("serving agent", 60)
         task = await bus.publish_task(agent, {"simulate": {"delay_ms": 3000}})
-        waiter = await bus._expect(task.task_id)
+        waiter = await bus.expect(task.task_id)
         doomed.wait_for(f"task {task.task_id} received", 60)
         doomed.kill()
         survivor = start_worker(agent, settings, tmp_path, worker_id="survivor", **env)
@@ -225,7 +225,7 @@ async def test_sigterm_finishes_the_task_in_hand_then_exits_0(settings: Settings
     try:
         worker.wait_for("serving agent", 60)
         task = await bus.publish_task(agent, {"simulate": {"delay_ms": 1500}})
-        waiter = await bus._expect(task.task_id)
+        waiter = await bus.expect(task.task_id)
         worker.wait_for(f"task {task.task_id} received", 60)
         assert worker.terminate() == 0
         response = await asyncio.wait_for(waiter, 10)
@@ -267,7 +267,7 @@ async def test_a_task_that_crashes_every_worker_is_given_up_after_max_deliveries
     await bus.ensure_topology([agent], partitions=1)
     env = {"LADDR_AGENTS_DIR": str(tmp_path / "agents"), "LADDR_CLAIM_IDLE_MS": "500", "LADDR_MAX_DELIVERIES": "3"}
     poison = await bus.publish_task(agent, {"crash_worker": True})
-    waiter = await bus._expect(poison.task_id)
+    waiter = await bus.expect(poison.task_id)
     crashes = 0
     worker = None
     try:

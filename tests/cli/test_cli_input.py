@@ -54,6 +54,29 @@ def test_unknown_backend_in_env_is_one_line_exit_2(tmp_path: Path) -> None:
     one_line_error(cli(tmp_path, "send", "researcher", "{}"), 2, "QUEUE_BACKEND must be one of redis, kafka")
 
 
+@pytest.mark.parametrize(
+    "line, key",
+    [
+        ("KAFKA_BOOTSTRAP=:::", "KAFKA_BOOTSTRAP"),
+        ("KAFKA_BOOTSTRAP=127.0.0.1:notaport", "KAFKA_BOOTSTRAP"),
+        ("REDIS_URL=redis://127.0.0.1:notaport/0", "REDIS_URL"),
+        ("SCALE_RESEARCHER_WORKER=-3", "SCALE_RESEARCHER_WORKER"),
+    ],
+)
+def test_bad_values_in_env_are_one_line_exit_2_naming_the_key(tmp_path: Path, line: str, key: str) -> None:
+    (tmp_path / ".env").write_text(line + "\n")
+    one_line_error(cli(tmp_path, "config"), 2, key)
+
+
+def test_an_env_file_named_on_the_command_line_must_exist(tmp_path: Path) -> None:
+    one_line_error(cli(tmp_path, "--env-file", "missing.env", "config"), 2, "--env-file missing.env: no such file")
+
+
+def test_a_folder_that_is_not_a_laddr_project_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    one_line_error(cli(tmp_path, "up", "--project", "proj"), 2, "has no laddr.yml")
+
+
 def test_no_stack_running_is_one_line_exit_1(tmp_path: Path) -> None:
     one_line_error(cli(tmp_path, "status", env_extra={"LADDR_RUNTIME": "local"}), 1, "no sandbox stack is running")
 

@@ -254,14 +254,14 @@ class ResponseLog:
 
     async def mark(self) -> ResponseLog:
         if self.bus.backend == "redis":
-            newest = await self.bus.client.xrevrange(REDIS_RESPONSES_STREAM, count=1)  # type: ignore[attr-defined]
+            newest = await self.bus.client.redis.xrevrange(REDIS_RESPONSES_STREAM, count=1)  # type: ignore[attr-defined]
             self._redis_pos = newest[0][0].decode() if newest else "0-0"
         else:
             bus: Any = self.bus
             await bus.ensure_topology([])  # laddr.responses exists before we follow it
-            self._kafka = bus._consumer()
+            self._kafka = bus.client.consumer()
             await self._kafka.start()
-            partitions = await bus._partitions(KAFKA_RESPONSES)
+            partitions = await bus.client.partitions(KAFKA_RESPONSES)
             self._kafka.assign(partitions)
             ends = await self._kafka.end_offsets(partitions)
             for tp in partitions:
@@ -289,7 +289,7 @@ class ResponseLog:
     async def poll(self) -> None:
         try:
             if self.bus.backend == "redis":
-                client = self.bus.client  # type: ignore[attr-defined]
+                client = self.bus.client.redis  # type: ignore[attr-defined]
                 while True:
                     entries = await client.xrange(REDIS_RESPONSES_STREAM, min=f"({self._redis_pos}", max="+", count=5000)
                     if not entries:

@@ -417,7 +417,7 @@ async def test_4b_messages_from_other_producers(backend: str, settings: Settings
         if backend == "redis":  # another producer's entry without Laddr's 'data' field
             from sandbox.protocol import redis_stream
 
-            await bus.client.xadd(redis_stream(agent), {b"body": b"\xff\xfe", b"\xc3": b"x"})  # type: ignore[attr-defined]
+            await bus.client.redis.xadd(redis_stream(agent), {b"body": b"\xff\xfe", b"\xc3": b"x"})  # type: ignore[attr-defined]
         ids = [decode_task(raw).task_id for raw in valid]
         ids.append((await bus.publish_task(agent, {"after": "the garbage"})).task_id)
         await log.wait_all(ids, timeout=60)

@@ -1,39 +1,36 @@
-"""The worker side of the Redis bus: read an agent's stream, answer each task, acknowledge, reclaim."""
+"""The worker side of the Redis backend: read an agent's stream, answer each task, acknowledge, reclaim.
+
+Built on the RedisClient alone (client.py), never on the bus.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from sandbox.bus.base import BusUnavailable, Handler
-from sandbox.bus.common import Backoff, answer
-from sandbox.bus.redis import (
-    BLOCK_MS,
-    DATA,
-    GIVE_UP_AFTER_STOP_S,
-    LOST,
-    TASK_HISTORY_S,
-    TRIM_EVERY_S,
-    RedisBus,
-    _id_key,
-    _s,
-    log,
-)
+from sandbox.bus.delivery import RetryPolicy, answer, publish_until_stopped
+from sandbox.bus.reconnect import Backoff
+from sandbox.bus.redis.client import DATA, LOST, RedisClient, id_key, log, text
 from sandbox.protocol import REDIS_DLQ, DecodeError, decode_task, redis_group, redis_stream
+
+TASK_HISTORY_S = 120  # acknowledged tasks stay this long, for `watch --last N`
+TRIM_EVERY_S = 10.0
+BLOCK_MS = 500  # how long one XREADGROUP waits: bounds how fast `stop` is seen
+# Not answered before stopping: the entry stays pending and a live worker reclaims it.
+RETRY = RetryPolicy("Redis", (*LOST, BusUnavailable), "it stays pending for another worker", log, most=2.0)
 
 
 class StreamConsumer:
     """One worker's loop on one agent's stream: read, handle, answer, acknowledge."""
 
-    def __init__(self, bus: RedisBus, agent: str, consumer: str, handler: Handler, concurrency: int):
-        self.bus = bus
+    def __init__(self, client: RedisClient, agent: str, consumer: str, handler: Handler, concurrency: int):
+        self.client = client
         self.agent = agent
         self.stream = redis_stream(agent)
         self.group = redis_group(agent)
@@ -41,7 +38,7 @@ class StreamConsumer:
         self.handler = handler
         self.concurrency = max(1, concurrency)
         self.inflight: dict[str, asyncio.Task[None]] = {}
-        self.settings = bus.settings
+        self.settings = client.settings
         self._next_claim = 0.0
         self._next_refresh = 0.0
         self._next_trim = 0.0
@@ -49,8 +46,8 @@ class StreamConsumer:
         self.suspects: deque[str] = deque()  # entry ids taken over, waiting to run alone
 
     @property
-    def client(self) -> aioredis.Redis:
-        return self.bus.client
+    def redis(self) -> aioredis.Redis:
+        return self.client.redis
 
     async def run(self, stop: asyncio.Event) -> None:
         self.stop = stop
@@ -58,11 +55,11 @@ class StreamConsumer:
         lost = False
         while not stop.is_set():
             try:
-                await self.bus._ensure_group(self.agent)
+                await self.client.ensure_group(self.agent)
                 # Show up in XINFO CONSUMERS (and `status`) before the first task arrives.
-                await self.client.xgroup_createconsumer(self.stream, self.group, self.consumer)
+                await self.redis.xgroup_createconsumer(self.stream, self.group, self.consumer)
                 if lost:
-                    log.warning("reconnected to Redis at %s; consuming %s again", self.bus.url, self.stream)
+                    log.warning("reconnected to Redis at %s; consuming %s again", self.client.url, self.stream)
                     lost = False
                     backoff.reset()
                     self._after_outage()
@@ -104,12 +101,12 @@ class StreamConsumer:
             if free <= 0:
                 await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=BLOCK_MS / 1000)
                 continue
-            batch = await self.client.xreadgroup(
+            batch = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=free, block=BLOCK_MS
             )
             for _, entries in batch or []:
                 for entry_id, fields in entries:
-                    self._start(_s(entry_id), fields, 1)
+                    self._start(text(entry_id), fields, 1)
 
     async def _run_suspect_alone(self) -> None:
         """Reclaimed entries run one at a time with nothing beside them.
@@ -125,12 +122,12 @@ class StreamConsumer:
         if self.inflight:
             return
         entry_id = self.suspects.popleft()
-        claimed = await self.client.xclaim(self.stream, self.group, self.consumer, 0, [entry_id])
+        claimed = await self.redis.xclaim(self.stream, self.group, self.consumer, 0, [entry_id])
         entries = [(e, f) for e, f in claimed if f is not None]
         if not entries:  # deleted meanwhile (e.g. trimmed): nothing left to answer
-            await self.client.xack(self.stream, self.group, entry_id)
+            await self.redis.xack(self.stream, self.group, entry_id)
             return
-        info = await self.client.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+        info = await self.redis.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
         count = int(info[0]["times_delivered"]) if info else 2
         log.info("redelivering task entry %s alone (delivery %d)", entry_id, count)
         self._start(entry_id, entries[0][1], count)
@@ -158,51 +155,24 @@ class StreamConsumer:
         letter = (raw, dead, response.delivery_count or delivery_count) if dead else None
 
         async def finish() -> None:
-            await self.bus.settle(self.stream, self.group, entry_id, response, letter)
+            await self.client.settle(self.stream, self.group, entry_id, response, letter)
 
-        await self._retrying(finish, f"task {task.task_id}")
-
-    async def _retrying(self, send: Callable[[], Awaitable[None]], what: str) -> bool:
-        """Answer and acknowledge, retrying while the broker restarts: the answer is not thrown away.
-
-        A worker told to stop gives up after GIVE_UP_AFTER_STOP_S; the entry then
-        stays pending and a live worker reclaims it (a redelivery, never a loss).
-        """
-        backoff = Backoff(most=2.0)
-        stopping_since: float | None = None
-        attempt = 0
-        while True:
-            try:
-                await send()
-                if attempt:
-                    log.info("%s answered after %d retries", what, attempt)
-                return True
-            except (*LOST, BusUnavailable) as exc:
-                if self.stop.is_set():
-                    stopping_since = stopping_since or time.monotonic()
-                    if time.monotonic() - stopping_since > GIVE_UP_AFTER_STOP_S:
-                        log.warning("%s not answered before stopping (%s); it stays pending for another worker",
-                                    what, exc)
-                        return False
-                attempt += 1
-                log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
-                        "%s: cannot answer (%s); retrying until Redis is back", what, exc or type(exc).__name__)
-                await backoff.sleep()
+        await publish_until_stopped(finish, f"task {task.task_id}", self.stop, RETRY)
 
     async def _dead(self, entry_id: str, raw: bytes, reason: str, delivery_count: int) -> None:
         log.warning("message %s on %s sent to %s: %s", entry_id, self.stream, REDIS_DLQ, reason)
 
         async def send() -> None:
-            await self.bus.settle(self.stream, self.group, entry_id, None, (raw, reason, delivery_count))
+            await self.client.settle(self.stream, self.group, entry_id, None, (raw, reason, delivery_count))
 
-        await self._retrying(send, f"message {entry_id}")
+        await publish_until_stopped(send, f"message {entry_id}", self.stop, RETRY)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         idle_s = self.settings.claim_idle_ms / 1000.0
         if now >= self._next_refresh and (self.inflight or self.suspects):
             # Keep our own pending entries young so nobody reclaims a long task.
-            await self.client.xclaim(
+            await self.redis.xclaim(
                 self.stream, self.group, self.consumer, 0,
                 [*self.inflight, *self.suspects], justid=True,
             )
@@ -211,7 +181,7 @@ class StreamConsumer:
             await self._reclaim()
             self._next_claim = now + idle_s / 2
         if now >= self._next_trim:
-            await trim_stream(self.client, self.stream)
+            await trim_stream(self.redis, self.stream)
             self._next_trim = now + TRIM_EVERY_S
 
     async def _reclaim(self) -> None:
@@ -220,12 +190,12 @@ class StreamConsumer:
         if free <= 0 or self.suspects:
             return
         # With JUSTID redis-py returns the claimed ids only.
-        claimed = await self.client.xautoclaim(
+        claimed = await self.redis.xautoclaim(
             self.stream, self.group, self.consumer, min_idle_time=self.settings.claim_idle_ms, count=free,
             justid=True,
         )
         for entry_id in claimed:
-            entry_id = _s(entry_id)
+            entry_id = text(entry_id)
             if entry_id in self.inflight:  # ours, still being answered (e.g. after an outage)
                 continue
             self.suspects.append(entry_id)
@@ -237,9 +207,9 @@ class StreamConsumer:
             log.info("finishing %d in-flight task(s) before stopping", len(self.inflight))
             await asyncio.gather(*self.inflight.values(), return_exceptions=True)
         try:  # leave the group cleanly: nothing of ours is pending any more
-            pending = await self.client.xpending_range(self.stream, self.group, "-", "+", 1, consumername=self.consumer)
+            pending = await self.redis.xpending_range(self.stream, self.group, "-", "+", 1, consumername=self.consumer)
             if not pending:
-                await self.client.xgroup_delconsumer(self.stream, self.group, self.consumer)
+                await self.redis.xgroup_delconsumer(self.stream, self.group, self.consumer)
         except (RedisError, OSError, BusUnavailable):
             pass
 
@@ -249,12 +219,12 @@ async def trim_stream(client: aioredis.Redis, stream: str) -> None:
     groups = await client.xinfo_groups(stream)
     if not groups:
         return
-    floor = _id_key(f"{int((time.time() - TASK_HISTORY_S) * 1000)}-0")
+    floor = id_key(f"{int((time.time() - TASK_HISTORY_S) * 1000)}-0")
     for group in groups:
-        floor = min(floor, _id_key(_s(group.get("last-delivered-id") or "0-0")))
+        floor = min(floor, id_key(text(group.get("last-delivered-id") or "0-0")))
         if int(group.get("pending") or 0):
-            oldest = await client.xpending_range(stream, _s(group["name"]), "-", "+", 1)
+            oldest = await client.xpending_range(stream, text(group["name"]), "-", "+", 1)
             if oldest:
-                floor = min(floor, _id_key(_s(oldest[0]["message_id"])))
+                floor = min(floor, id_key(text(oldest[0]["message_id"])))
     if floor > (0, 0):
         await client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=True)
