@@ -37,14 +37,13 @@ PIP_TIMEOUT_S = 1800
 
 
 def recipe_dir() -> Path:
-    """compose/images/project of the checkout, else of the installed copy."""
-    from sandbox.runtime.compose.config import compose_file
+    """compose/images/project of the sandbox's checkout, else of its installed copy (never the current folder's)."""
+    from sandbox.runtime.compose.config import PACKAGED_DIR
 
-    found = compose_file()
-    folder = (found.parent if found else Path(__file__).resolve().parents[3] / "compose") / "images" / "project"
-    if not (folder / "Dockerfile").is_file():
-        raise ImageBuildError(f"{folder / 'Dockerfile'} is missing: reinstall laddr-sandbox")
-    return folder
+    for folder in (Path(__file__).resolve().parents[3] / "compose", PACKAGED_DIR):
+        if (folder / "images" / "project" / "Dockerfile").is_file():
+            return folder / "images" / "project"
+    raise ImageBuildError(f"{PACKAGED_DIR / 'images' / 'project' / 'Dockerfile'} is missing: reinstall laddr-sandbox")
 
 
 def requirements_text(requirements: Path) -> str:
