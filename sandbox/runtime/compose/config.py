@@ -34,7 +34,7 @@ UI_PORT = ("KAFKA_UI_HOST_PORT", 8080)
 DEFAULT_IMAGES = {
     "ZOOKEEPER_IMAGE": "confluentinc/cp-zookeeper:7.7.1",
     "KAFKA_IMAGE": "confluentinc/cp-kafka:7.7.1",
-    "KAFKA_UI_IMAGE": "provectuslabs/kafka-ui:v0.7.2",
+    "KAFKA_UI_IMAGE": "ghcr.io/kafbat/kafka-ui:v1.5.0",
     "REDIS_IMAGE": "redis:7.2-alpine",
     "SANDBOX_IMAGE": "laddr-sandbox/sandbox:latest",
     "SANDBOX_BASE_IMAGE": "python:3.11-slim",
@@ -54,13 +54,44 @@ def project_name(folder: Path) -> str:
     return f"{base[:40]}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
 
+# Where a wheel keeps a copy of compose/ (setup.py's build step copies it there).
+PACKAGED_DIR = Path(sandbox.__file__).resolve().parent / "compose_files"
+
+
 def compose_file(cwd: Path | None = None) -> Path | None:
-    """compose/docker-compose.yml of the project here, else of the installed sandbox."""
-    for root in ((cwd or Path.cwd()), Path(sandbox.__file__).resolve().parent.parent):
-        path = root / "compose" / BASE_FILE
+    """compose/docker-compose.yml of the checkout here, else of the sandbox's checkout, else the
+    copy installed with the package (a `pipx install`ed sandbox)."""
+    for folder in ((cwd or Path.cwd()) / "compose", Path(sandbox.__file__).resolve().parent.parent / "compose",
+                   PACKAGED_DIR):
+        path = folder / BASE_FILE
         if path.is_file():
             return path
     return None
+
+
+def is_packaged(folder: Path) -> bool:
+    """Whether a compose folder is the installed copy (read-only to the sandbox: its .env lives elsewhere)."""
+    return folder.resolve() == PACKAGED_DIR
+
+
+def _state_env(root: Path) -> Path:
+    from sandbox.runtime.local.statedir import state_dir
+
+    return state_dir(root) / "compose" / ".env"
+
+
+def present_local_images() -> dict[str, str]:
+    """The *_IMAGE settings of the images scripts/setup-docker.sh builds, for those built here."""
+    from sandbox.runtime.compose.images import image_label, local_image_env
+
+    out = {}
+    for var, image in local_image_env().items():
+        try:
+            if image_label(image) is not None:
+                out[var] = image
+        except Exception:  # noqa: BLE001 - no docker CLI: the compose files' defaults apply
+            break
+    return out
 
 
 def outside_env() -> dict[str, str]:
@@ -75,7 +106,9 @@ class ComposeConfig:
         found = compose_file(self.root)
         default_dir = found.parent if found else self.root / "compose"
         self.dir = Path(compose_dir or os.environ.get("LADDR_COMPOSE_DIR") or default_dir).resolve()
-        self.env_file = Path(env_file or os.environ.get("LADDR_COMPOSE_ENV_FILE") or self.dir / ".env").resolve()
+        # The installed copy is shared by every folder: its .env goes to this folder's state instead.
+        default_env = _state_env(self.root) if is_packaged(self.dir) else self.dir / ".env"
+        self.env_file = Path(env_file or os.environ.get("LADDR_COMPOSE_ENV_FILE") or default_env).resolve()
         self.project = project or os.environ.get("LADDR_COMPOSE_PROJECT") or project_name(self.root)
 
     def values(self) -> dict[str, str]:
@@ -85,6 +118,10 @@ class ComposeConfig:
         except ConfigError as exc:
             raise RuntimeFailure(f"{exc}: fix that line and retry") from None
         return {**values, **outside_env()}
+
+    def env_files(self) -> list[Path]:
+        """The --env-file(s) Compose reads, in order (later ones win)."""
+        return [self.env_file] if self.env_file.is_file() else []
 
     def compose_env(self) -> dict[str, str]:
         """The environment a Compose command runs in: the folder for the label, never the shell's
@@ -130,9 +167,9 @@ class ComposeConfig:
     def profiles(self) -> list[str]:
         return [p for p in self.values().get("COMPOSE_PROFILES", "").split(",") if p.strip()]
 
-    def pinned_scale(self) -> dict[str, int]:
+    def pinned_scale(self, agents: tuple[str, ...] | None = None) -> dict[str, int]:
         try:
-            return scale_from_env(self.values())
+            return scale_from_env(self.values(), *([agents] if agents else []))
         except ConfigError as exc:
             raise RuntimeFailure(f"{exc}: fix it in {self.env_file}") from None
 
@@ -152,6 +189,8 @@ class ComposeConfig:
             example = self.dir / ".env.example"
             self.env_file.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(example, self.env_file) if example.exists() else self.env_file.touch()
+            if is_packaged(self.dir):  # no setup-docker.sh wrote it: use the local images that are here
+                write_env(self.env_file, present_local_images())
 
     def record(self, backend: str, files: list[str]) -> None:
         """What the stack runs on, in compose/.env (the guide's `.env` edits)."""
