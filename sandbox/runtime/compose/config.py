@@ -21,6 +21,7 @@ from pathlib import Path
 import sandbox
 from sandbox.config import ConfigError, Settings, check_backend, read_env_file, scale_from_env, write_env
 from sandbox.runtime.base import HOST, RuntimeFailure
+from sandbox.runtime.compose.defaults import DEFAULT_IMAGES
 
 BASE_FILE = "docker-compose.yml"
 BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-init", "kafka-ui"), "redis": ("redis",)}
@@ -30,15 +31,6 @@ IN_NETWORK = {"kafka": ("KAFKA_BOOTSTRAP", "kafka:9092"), "redis": ("REDIS_URL",
 # Host ports: variable, default, and the backend that publishes it (None: always).
 HOST_PORTS = {"API_HOST_PORT": (8000, None), "KAFKA_HOST_PORT": (19092, "kafka"), "REDIS_HOST_PORT": (6379, "redis")}
 UI_PORT = ("KAFKA_UI_HOST_PORT", 8080)
-# What compose/docker-compose*.yml uses when a variable is unset (keep in step).
-DEFAULT_IMAGES = {
-    "ZOOKEEPER_IMAGE": "confluentinc/cp-zookeeper:7.7.1",
-    "KAFKA_IMAGE": "confluentinc/cp-kafka:7.7.1",
-    "KAFKA_UI_IMAGE": "ghcr.io/kafbat/kafka-ui:v1.5.0",
-    "REDIS_IMAGE": "redis:7.2-alpine",
-    "SANDBOX_IMAGE": "laddr-sandbox/sandbox:latest",
-    "SANDBOX_BASE_IMAGE": "python:3.11-slim",
-}
 # Settings the compose .env owns: a stray export in the shell must not override them.
 ENV_OWNED = ("QUEUE_BACKEND", "KAFKA_BOOTSTRAP", "REDIS_URL", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME")
 # The compose files label every container with ${LADDR_SANDBOX_ROOT}: the folder that started it.

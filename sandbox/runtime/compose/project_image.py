@@ -27,7 +27,9 @@ from pathlib import Path
 
 from sandbox.brokers.kafka_jars import cache_root
 from sandbox.project.workers import BOOT
-from sandbox.runtime.compose.images import PREFIX, TAGS, ImageBuildError, _build, _digest, build_base, image_id, image_label
+from sandbox.runtime.compose.images import (
+    PREFIX, TAGS, ImageBuildError, build_base, build_image, content_digest, image_id, image_label,
+)
 
 # The image's Python: Debian bookworm's python3; the wheelhouse is downloaded for it, whatever runs this.
 IMAGE_PYTHON = "3.11.2"
@@ -59,7 +61,7 @@ def _key(text: str) -> str:
 def image_tag(requirements: Path) -> str:
     """The tag, from the requirements and the recipe only (no engine needed to name it)."""
     recipe = (recipe_dir() / "Dockerfile").read_bytes()
-    return f"{PREFIX}project:" + _digest(_key(requirements_text(requirements)), recipe, BOOT.read_bytes())[:12]
+    return f"{PREFIX}project:" + content_digest(_key(requirements_text(requirements)), recipe, BOOT.read_bytes())[:12]
 
 
 def wheelhouse(requirements: Path, log=print) -> Path:
@@ -103,7 +105,7 @@ def ensure_project_image(requirements: Path, log=print) -> str:
     tag = image_tag(requirements)
     build_base(log)
     recipe = recipe_dir()
-    digest = _digest(image_id(TAGS.base), tag, tree=recipe)
+    digest = content_digest(image_id(TAGS.base), tag, tree=recipe)
     if image_label(tag) == digest:
         return tag
     wheels = wheelhouse(requirements, log)
@@ -115,6 +117,6 @@ def ensure_project_image(requirements: Path, log=print) -> str:
         shutil.copy2(wheels / "requirements.txt", ctx / "requirements.txt")
         shutil.copy2(BOOT, ctx / "laddr_boot.py")
         log(f"building {tag} (the project's requirements on the local Debian image)")
-        _build(tag, ctx, digest, {"BASE_IMAGE": TAGS.base}, log)
+        build_image(tag, ctx, digest, {"BASE_IMAGE": TAGS.base}, log)
     log(f"  {tag}: {time.monotonic() - t0:.1f}s")
     return tag
