@@ -150,7 +150,7 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
     bootstrap = check_bootstrap(values.get("KAFKA_BOOTSTRAP") or DEFAULT_KAFKA_BOOTSTRAP)
     check_scales(values)
     agents_dir = values.get("LADDR_AGENTS_DIR")
-    project, agents = _project(values.get("LADDR_PROJECT"))
+    project, agents, project_notes = _project(values.get("LADDR_PROJECT"))
     return Settings(
         queue_backend=check_backend(values.get("QUEUE_BACKEND") or "redis"),
         redis_url=redis_url,
@@ -176,7 +176,7 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
         max_deliveries=_int(values, "LADDR_MAX_DELIVERIES", 5, 1, 1000),
         heartbeat_s=float(_int(values, "LADDR_HEARTBEAT_MS", 5000, 100)) / 1000.0,
         env_file=path,
-        notes=notes,
+        notes=tuple(dict.fromkeys((*notes, *project_notes))),
     )
 
 
@@ -206,24 +206,26 @@ def check_scales(values: Mapping[str, str]) -> None:
             _int(values, key, 1, 0, MAX_REPLICAS)
 
 
-def _project(folder: str | None) -> tuple[Path | None, tuple[str, ...]]:
+def _project(folder: str | None) -> tuple[Path | None, tuple[str, ...], tuple[str, ...]]:
+    """The project's folder, its agents, and what to say about its .env."""
     if not folder:
-        return None, AGENTS
+        return None, AGENTS, ()
     from sandbox.project import LaddrProject, ProjectError
 
     try:
         project = LaddrProject.open(folder)
     except ProjectError as exc:
         raise ConfigError(f"LADDR_PROJECT: {exc}") from None
-    return project.root, project.agent_names
+    _, notes = read_sandbox_env(project.env_file)
+    return project.root, project.agent_names, notes
 
 
 def with_project(settings: Settings, folder: str | Path | None) -> Settings:
     """Settings for `--project DIR` (None keeps what .env / LADDR_PROJECT said)."""
     if folder is None:
         return settings
-    project, agents = _project(str(folder))
-    return replace(settings, project=project, agents=agents)
+    project, agents, notes = _project(str(folder))
+    return replace(settings, project=project, agents=agents, notes=tuple(dict.fromkeys((*settings.notes, *notes))))
 
 
 def scale_from_env(values: Mapping[str, str], agents: tuple[str, ...] = AGENTS) -> dict[str, int]:
