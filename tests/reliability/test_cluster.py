@@ -14,10 +14,11 @@ the machine these run on is shared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ async def answered_again(bus: Bus, agent: str, since: float, limit: float = 90.0
     while time.monotonic() < deadline:
         try:
             await bus.request(agent, {"i": -1, "probe": True}, timeout=5.0)
-            return round(time.monotonic() - since,1)
+            return round(time.monotonic() - since, 1)
         except Exception:  # BusUnavailable or RequestTimeout while the cluster fails over
             await asyncio.sleep(0.2)
     return float("inf")
@@ -105,15 +106,26 @@ async def load(bus: Bus, agent: str, total: int, per_second: float, ids: list[st
         await asyncio.sleep(1 / per_second)
 
 
-async def kill_under_load(bus: Bus, handle: KafkaCluster, settings: Settings, tmp_path: Path, record,
-                          scenario: str, choose) -> Outcome:
-    agent = unique_agent("c")
+@contextlib.asynccontextmanager
+async def working(bus: Bus, handle: KafkaCluster, settings: Settings, tmp_path: Path,
+                  prefix: str) -> AsyncIterator[tuple[str, ResponseLog]]:
+    """A fresh agent's topic, fully replicated, two real workers serving it, and the response audit."""
+    agent = unique_agent(prefix)
     await bus.ensure_topology([agent], partitions=PARTITIONS)
     await handle.wait_in_sync([kafka_topic(agent)])
-    started = time.monotonic()
     async with fleet_of(agent, settings, tmp_path) as fleet:
         await asyncio.to_thread(fleet.start, 2)
         log = await ResponseLog(bus).mark()
+        try:
+            yield agent, log
+        finally:
+            await log.close()
+
+
+async def kill_under_load(bus: Bus, handle: KafkaCluster, settings: Settings, tmp_path: Path, record,
+                          scenario: str, choose) -> Outcome:
+    started = time.monotonic()
+    async with working(bus, handle, settings, tmp_path, "c") as (agent, log):
         ids: list[str] = []
         errors: list[str] = []
         producing = asyncio.create_task(load(bus, agent, 300, 30, ids, errors))
@@ -127,7 +139,6 @@ async def kill_under_load(bus: Bus, handle: KafkaCluster, settings: Settings, tm
         copies = await task_copies(bus, agent)
         outcome = record(Outcome.measure(scenario, "kafka", ids, log, started, killed=f"node{victim}",
                                          answers_again_s=recovery, task_copies=copies, send_errors=len(errors)))
-        await log.close()
     handle.start(victim)
     assert outcome.lost == 0, outcome.line()
     assert copies == 0, f"{copies} task(s) written twice: the producer is not idempotent"
@@ -155,13 +166,8 @@ async def test_c3_two_brokers_down_stop_writes_then_resume(cbus: Bus, healed: Ka
                                                            cluster_settings: Settings, tmp_path: Path,
                                                            record) -> None:
     """One broker lost: writes go on. Two: a send fails with a reason within its bound. One back: resume."""
-    agent = unique_agent("c3")
-    await cbus.ensure_topology([agent], partitions=PARTITIONS)
-    await healed.wait_in_sync([kafka_topic(agent)])
     started = time.monotonic()
-    async with fleet_of(agent, cluster_settings, tmp_path) as fleet:
-        await asyncio.to_thread(fleet.start, 2)
-        log = await ResponseLog(cbus).mark()
+    async with working(cbus, healed, cluster_settings, tmp_path, "c3") as (agent, log):
         ids: list[str] = []
         errors: list[str] = []
         await load(cbus, agent, 60, 30, ids, errors)
@@ -185,7 +191,6 @@ async def test_c3_two_brokers_down_stop_writes_then_resume(cbus: Bus, healed: Ka
         outcome = record(Outcome.measure("c3 2 of 3 down, 1 back", "kafka", ids, log, started,
                                          refused_after_s=refused_after, answers_again_s=recovery,
                                          send_errors=len(errors)))
-        await log.close()
     healed.start(second)
     print(f"\nwith 2 of 3 brokers down, a send said: {refusal}")
     assert one_down_errors == 0, "one broker of three down must not stop writes"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -22,6 +22,8 @@ from aiokafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
+    NodeNotReadyError,
+    RequestTimedOutError,
     TopicAlreadyExistsError,
 )
 from aiokafka.helpers import create_ssl_context
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("sandbox.bus.kafka")
+T = TypeVar("T")
 
 METADATA_MAX_AGE_MS = 5_000  # see partitions added later within seconds (aiokafka's default: 5 minutes)
 # With idempotence aiokafka retries NotEnoughReplicas / no leader forever: a send
@@ -184,8 +187,23 @@ class KafkaClient:
             except (TimeoutError, asyncio.TimeoutError, KafkaError, OSError):
                 log.warning("Kafka producer at %s did not stop within %.0fs; dropped", self.bootstrap, STOP_TIMEOUT_S)
 
+    async def ask(self, question: Callable[[AIOKafkaAdminClient], Awaitable[T]], timeout: float = 15.0) -> T:
+        """An admin request, retried while it lands on a dead node: aiokafka's admin sends each
+        request to a random broker of its metadata, which names a killed one for a few seconds."""
+        deadline = time.monotonic() + timeout
+        backoff = Backoff(first=0.2, most=1.0)
+        while True:
+            admin = await self.admin()
+            try:
+                return await question(admin)
+            except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
+                if time.monotonic() > deadline:
+                    raise
+                await admin._client.force_metadata_update()  # noqa: SLF001 - drop the dead node
+                await backoff.sleep()
+
     async def list_topics(self) -> list[str]:
-        return list(await (await self.admin()).list_topics())
+        return list(await self.ask(lambda admin: admin.list_topics()))
 
     # -- producing ---------------------------------------------------------
     async def send(self, topic: str, raw: bytes, key: str | None, hdrs: list[tuple[str, bytes]] | None = None) -> None:
@@ -238,7 +256,7 @@ class KafkaClient:
             NewTopic(KAFKA_DLQ, 1, rf, topic_configs=configs),
             NewTopic(KAFKA_REGISTRY, 1, rf, topic_configs={"cleanup.policy": "compact", **configs}),
         ]
-        existing = set(await admin.list_topics())
+        existing = set(await self.list_topics())
         missing = [t for t in wanted if t.name not in existing]
         if missing:
             try:
@@ -283,7 +301,7 @@ class KafkaClient:
         return len(await self.partitions(topic))
 
     async def partitions(self, topic: str) -> list[TopicPartition]:
-        described = await (await self.admin()).describe_topics([topic])
+        described = await self.ask(lambda admin: admin.describe_topics([topic]))
         for entry in described:
             if entry.get("topic") == topic and not entry.get("error_code"):
                 return [TopicPartition(topic, p["partition"]) for p in sorted(entry["partitions"], key=lambda p: p["partition"])]
@@ -317,7 +335,7 @@ class KafkaClient:
     async def members(self, group: str, topic: str) -> list[ConsumerInfo]:
         """Who is in the group and which partitions each owns."""
         members: list[ConsumerInfo] = []
-        for response in await (await self.admin()).describe_consumer_groups([group]):
+        for response in await self.ask(lambda admin: admin.describe_consumer_groups([group])):
             for described in response.groups:
                 for member in described[5]:  # (member_id, [instance_id,] client_id, host, metadata, assignment)
                     client_id, assignment = member[-4], member[-1]

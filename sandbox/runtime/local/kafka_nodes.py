@@ -10,6 +10,8 @@ Clients bootstrap from every node, so losing any one of them loses nothing.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sandbox.brokers.errors import BrokerError
@@ -71,8 +73,6 @@ def bootstrap(ports: dict[str, int], nodes: int) -> str | None:
 async def cluster_programs(settings: Settings, data_dir: Path, ports: dict[str, int], directory: Path,
                            progress: Progress, env_delta) -> list[Program]:
     """One program per node; fetches the jars once and formats each node's storage once."""
-    from sandbox.runtime.local.programs import jar_progress  # programs.py imports this module
-
     nodes = settings.kafka_brokers
     try:
         java = find_java()
@@ -92,3 +92,15 @@ async def wait_cluster(address: str, nodes: int, timeout: float, alive, progress
     """Every node answers, is a live broker, and the quorum has a controller."""
     await wait_kafka_cluster_ready(address.split(","), list(range(1, nodes + 1)), timeout, alive=alive,
                                    progress=lambda s: progress(f"starting {nodes} Kafka nodes (JVMs)… {s:.0f}s"))
+
+
+def jar_progress(progress: Progress) -> Callable[[int, int, str], None]:
+    last = [0.0]
+
+    def show(done: int, total: int, name: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done >= total:
+            last[0] = now
+            progress(f"fetching Kafka jars (once per user): {done / 1e6:.0f}/{total / 1e6:.0f} MB")
+
+    return show

@@ -19,7 +19,7 @@ from sandbox.project import LaddrProject, ProjectError
 from sandbox.project.python_env import EnvironmentFailure, project_python, project_python_ready
 from sandbox.project.workers import noop_reason, project_env, worker_launch
 from sandbox.runtime.base import HOST, Progress, RuntimeFailure, agent_of_service, worker_services
-from sandbox.runtime.local.kafka_nodes import KAFKA_STOP_WAIT_S, cluster_programs
+from sandbox.runtime.local.kafka_nodes import KAFKA_STOP_WAIT_S, cluster_programs, jar_progress
 from sandbox.runtime.local.supervisor_conf import PRIORITY_API, PRIORITY_BROKER, PRIORITY_WORKER, Program
 
 WORKER_STOP_WAIT_S = 30  # in-flight tasks get this long after SIGTERM, then SIGKILL
@@ -155,15 +155,3 @@ def env_delta(env: dict[str, str]) -> dict[str, str]:
     delta = {k: v for k, v in env.items() if os.environ.get(k) != v}
     delta.update({k: "" for k in os.environ if k not in env})
     return delta
-
-
-def jar_progress(progress: Progress) -> Callable[[int, int, str], None]:
-    last = [0.0]
-
-    def show(done: int, total: int, name: str) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done >= total:
-            last[0] = now
-            progress(f"fetching Kafka jars (once per user): {done / 1e6:.0f}/{total / 1e6:.0f} MB")
-
-    return show
