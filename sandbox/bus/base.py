@@ -114,8 +114,13 @@ class DeadLetter:
     timestamp: float
 
 
-def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, position: str) -> TapMessage:
-    """A tap line from raw bytes: whatever decodes is shown, nothing is required."""
+def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, position: str,
+                     task_id: str | None = None) -> TapMessage:
+    """A tap line from raw bytes: whatever decodes is shown, nothing is required.
+
+    `task_id`: where the place names the task (a Redis response channel). A response that
+    names no task at all (Laddr 0.9.6 on Kafka) is shown as unmatched.
+    """
     doc: dict[str, Any] | None
     try:
         loaded = orjson.loads(raw)
@@ -124,14 +129,16 @@ def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, posi
         doc = None
     message = TapMessage(channel=channel, kind=kind, timestamp=timestamp, raw=raw, doc=doc, position=position)
     if doc is not None:
-        task_id = doc.get("task_id")
-        message.task_id = task_id if isinstance(task_id, str) else None
+        inside = doc.get("task_id")
+        message.task_id = inside if isinstance(inside, str) and inside else task_id
         if kind == "task" and "payload" in doc:  # what was asked; `raw` keeps the wire bytes
-            doc["payload"] = asked(doc["payload"], task_id)
+            doc["payload"] = asked(doc["payload"], message.task_id)
         agent = doc.get("agent_name") or doc.get("agent")
         message.agent = agent if isinstance(agent, str) else agent_of_channel(channel)
         status = doc.get("status")
         message.status = status if isinstance(status, str) else ("queued" if kind == "task" else None)
+        if kind == "response" and message.task_id is None:
+            message.status = f"unmatched ({message.status or 'no status'}): no task id"
     else:
         message.agent = agent_of_channel(channel)
         message.status = "undecodable" if kind != "dlq" else None

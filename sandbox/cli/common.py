@@ -13,7 +13,7 @@ import click
 
 from sandbox.agents import AgentNotFound
 from sandbox.brokers.errors import BrokerError
-from sandbox.bus import BusError, RequestTimeout
+from sandbox.bus import BusError, MessageTooLarge, RequestTimeout
 from sandbox.config import ConfigError, Settings, load_settings, with_project
 from sandbox.runtime.base import Runtime, RuntimeFailure, UnknownService
 
@@ -68,7 +68,7 @@ def expected_failures(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except (ConfigError, UnknownService, AgentNotFound) as exc:
+    except (ConfigError, UnknownService, AgentNotFound, MessageTooLarge) as exc:
         raise BadInput(str(exc)) from None
     except (RequestTimeout, BusError, RuntimeFailure, BrokerError) as exc:
         raise Failed(str(exc)) from None

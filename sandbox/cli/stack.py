@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -10,19 +11,19 @@ from pathlib import Path
 import click
 import orjson
 
-from sandbox.bus import make_bus
+from sandbox.bus import BusError, make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
 from sandbox.bus.presence import known_agents, merge
 from sandbox.cli.formatting import agent_json, agents_table, queue_lines, services_table
 from sandbox.colours import replica_colour
-from sandbox.config import MAX_KAFKA_BROKERS, mask, read_env_file, write_env
+from sandbox.config import MAX_KAFKA_BROKERS, MAX_REPLICAS, mask, read_env_file, write_env
 from sandbox.protocol import BACKENDS, other_backend
-from sandbox.runtime.base import StackNotRunning, agent_of_service
+from sandbox.runtime.base import RuntimeFailure, StackNotRunning, agent_of_service
 from sandbox.switch import PendingTasks, count_pending, switch_backend
 
 RUNTIMES = ["auto", "local", "compose", "external"]
 CONFIG_PREFIXES = ("QUEUE_", "REDIS_", "KAFKA_", "LADDR_", "API_", "SCALE_", "WORKER_")
-SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d{1,3})$")
+SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d+)$")
 
 
 @click.command()
@@ -80,6 +81,12 @@ async def down(ctx: Context) -> None:
       laddr-sandbox down
     """
     runtime = await ctx.runtime()
+    if await runtime.current_backend() is not None:
+        with contextlib.suppress(BusError, RuntimeFailure):  # a broker already gone cannot be asked
+            if waiting := await count_pending(runtime):
+                click.echo(f"{sum(waiting.values())} task(s) wait unanswered ("
+                           + ", ".join(f"{a}: {n}" for a, n in waiting.items())
+                           + "); they stay on the broker's disk and are answered after the next up", err=True)
     await runtime.down(progress_line)
     click.echo("down")
 
@@ -153,6 +160,8 @@ def parse_scale(specs: tuple[str, ...]) -> dict[str, int]:
         match = SCALE_RE.match(spec)
         if not match:
             raise BadInput(f"expected SERVICE=N (e.g. researcher_worker=3), got {spec!r}")
+        if int(match.group(2)) > MAX_REPLICAS:
+            raise BadInput(f"{spec}: at most {MAX_REPLICAS} replicas per service on one machine")
         wanted[match.group(1)] = int(match.group(2))
     return wanted
 
@@ -200,10 +209,17 @@ async def partitions(ctx: Context, agent: str, count: int) -> None:
     backend = await runtime.current_backend()
     if backend is None:
         raise Failed(str(StackNotRunning(runtime.name)))
+    if backend != "kafka":
+        raise BadInput(f"partitions exist on Kafka only; this stack runs on {backend}")
     async with make_bus(runtime.bus_settings(backend)) as bus:
+        known = await known_agents(bus, runtime.settings.agents)
+        if agent not in known:  # and nothing is created for it
+            raise BadInput(f"unknown agent {agent!r}; known: {', '.join(known)}")
+        (stats,) = await bus.queue_stats([agent])
+        if stats.partitions is not None and count < stats.partitions:
+            raise BadInput(f"laddr.tasks.{agent} has {stats.partitions} partitions and Kafka cannot shrink a "
+                           f"topic: ask for {stats.partitions} or more")
         now = await bus.add_partitions(agent, count)
-    if now < count:
-        raise Failed(f"laddr.tasks.{agent} has {now} partitions; Kafka cannot shrink a topic")
     click.echo(f"laddr.tasks.{agent}: {now} partitions")
 
 

@@ -111,6 +111,9 @@ async def watch(ctx: Context, pattern: str | None, last: int, as_json: bool, cou
     """
     settings = await current_bus_settings(await ctx.runtime())
     seen = 0
+    if pattern:  # a pattern that matches nothing must not look like a silent broker
+        click.echo(f"showing messages whose topic/stream matches {pattern!r} (shell-style: * ? [..]) "
+                   f"or contains it, or whose text contains it", err=True)
     async with make_bus(settings) as bus:
         async for message in bus.tap(last=last):
             if pattern and not (fnmatch.fnmatch(message.channel, pattern) or pattern in message.channel

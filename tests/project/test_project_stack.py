@@ -98,6 +98,35 @@ def test_send_gets_the_laddr_workers_answer_matched_by_its_redis_key(stack: tupl
     assert "matched by its Redis key" in result.stderr
 
 
+async def _tapped_answer(settings: Settings, agent: str) -> tuple[str, list]:
+    async with make_bus(settings) as bus, make_bus(settings) as watcher:
+        seen: list = []
+
+        async def follow() -> None:
+            async for message in watcher.tap():
+                seen.append(message)
+
+        tap = asyncio.create_task(follow())
+        await asyncio.sleep(1.0)  # the tap starts at the end
+        try:
+            response = await bus.request(agent, {"query": "watched"}, timeout=60)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                    m.kind == "response" and m.task_id == response.task_id for m in seen):
+                await asyncio.sleep(0.2)
+        finally:
+            tap.cancel()
+        return response.task_id, seen
+
+
+def test_messages_show_the_laddr_workers_task_and_its_answer(stack: tuple[Path, Path]) -> None:
+    """Laddr answers on Redis by SETEX + PUBLISH only: the tap follows those channels too."""
+    folder, project = stack
+    task_id, seen = asyncio.run(_tapped_answer(runtime_of(folder, project).bus_settings("redis"), "researcher"))
+    kinds = {m.kind for m in seen if m.task_id == task_id}
+    assert kinds == {"task", "response"}, [(m.kind, m.channel, m.task_id) for m in seen]
+
+
 def test_logs_scale_kill_restart_work_on_laddr_workers(stack: tuple[Path, Path]) -> None:
     folder, _ = stack
     assert "Starting researcher worker" in ok(cli(folder, "logs", "researcher_worker", "--tail", "50"))

@@ -48,6 +48,10 @@ from sandbox.runtime.local.supervisor_conf import Program, configured_programs, 
 from sandbox.runtime.local.supervisor_conf import write_program
 
 
+class AppsNotReady(RuntimeFailure):
+    """The api and workers were started but did not all become ready (e.g. one crash-loops)."""
+
+
 class LocalRuntime(Runtime):
     name = "local"
 
@@ -160,13 +164,14 @@ class LocalRuntime(Runtime):
                 state.project_dir, state.started_at = str(self.project_dir), time.time()
                 self.dir.save(state)
                 await self.start_broker(backend, progress)
+                await self.start_apps(backend, progress)
+            except AppsNotReady:
+                raise  # they were started: one that fails stays up for `status` and `logs` to explain
             except BaseException:
-                # nothing useful runs without a broker: leave no half stack behind
+                # nothing was left running for the user (broker down, api port taken, no venv): leave no half stack
                 with contextlib.suppress(Exception):
                     await self._teardown(no_progress)
                 raise
-            # a worker that fails from here on stays up for `status` and `logs` to explain
-            await self.start_apps(backend, progress)
             progress(f"stack up on {backend} in {time.monotonic() - started:.1f}s")
 
     async def down(self, progress: Progress = no_progress) -> None:
@@ -293,7 +298,10 @@ class LocalRuntime(Runtime):
             extra = [n for n in configured_programs(self.dir) if n not in wanted and not is_broker_program(n)]
             progress(f"starting the api and {sum(state.scale.values())} worker(s) on {backend}")
             await self._apply(programs, remove=extra)
-            await self._wait_ready(backend, [p.name for p in programs], progress)
+            try:
+                await self._wait_ready(backend, [p.name for p in programs], progress)
+            except RuntimeFailure as exc:
+                raise AppsNotReady(str(exc)) from None
 
     async def _wait_ready(self, backend: str, names: list[str], progress: Progress) -> None:
         bus_settings = self.bus_settings(backend)
