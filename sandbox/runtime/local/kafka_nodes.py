@@ -90,8 +90,12 @@ async def cluster_programs(settings: Settings, data_dir: Path, ports: dict[str, 
 
 async def wait_cluster(address: str, nodes: int, timeout: float, alive, progress: Progress) -> None:
     """Every node answers, is a live broker, and the quorum has a controller."""
-    await wait_kafka_cluster_ready(address.split(","), list(range(1, nodes + 1)), timeout, alive=alive,
-                                   progress=lambda s: progress(f"starting {nodes} Kafka nodes (JVMs)… {s:.0f}s"))
+    started = time.monotonic()  # the wait's own progress restarts its clock for each node
+
+    def said(_: float) -> None:
+        progress(f"starting {nodes} Kafka nodes (JVMs)… {time.monotonic() - started:.0f}s")
+
+    await wait_kafka_cluster_ready(address.split(","), list(range(1, nodes + 1)), timeout, alive=alive, progress=said)
 
 
 def jar_progress(progress: Progress) -> Callable[[int, int, str], None]:
