@@ -23,6 +23,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 MAX_REPLICAS = 64  # per worker service, on one machine
+MAX_KAFKA_BROKERS = 5  # each node is a JVM of up to 384 MB
 # A Laddr project's .env sets these for its own Compose stack; the sandbox's stack has its own.
 PROJECT_OWNED = ("QUEUE_BACKEND", "REDIS_URL", "KAFKA_BOOTSTRAP", "API_HOST", "API_PORT")
 
@@ -50,6 +51,7 @@ class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     kafka_partitions: int = 6
+    kafka_brokers: int = 1  # the local/Compose stack's KRaft nodes: 3 shows replication and failover
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     agents_dir: Path | None = None  # None: the bundled agents_examples
     # A user's Laddr project (`laddr init`): its agents' own workers run instead of the examples.
@@ -156,6 +158,7 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
         redis_url=redis_url,
         kafka_bootstrap=bootstrap,
         kafka_partitions=_int(values, "KAFKA_PARTITIONS", 6, 1, 1000),
+        kafka_brokers=_int(values, "KAFKA_BROKERS", 1, 1, MAX_KAFKA_BROKERS),
         kafka_security=KafkaSecurity(
             protocol=(values.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
             sasl_mechanism=values.get("KAFKA_SASL_MECHANISM") or None,

@@ -13,13 +13,16 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import orjson
 
 from sandbox.config import Settings
 from sandbox.bus.waiters import ResponseWaiters, with_job_id
 from sandbox.protocol import AgentInfo, DecodeError, Response, Task, agent_of_channel, asked, decode_task, job_id_of
+
+if TYPE_CHECKING:  # a plain dataclass; the Kafka bus fills it
+    from sandbox.bus.kafka.health import PartitionHealth
 
 # A handler gets the task and how many times it has been delivered (1 = first
 # time) and returns the response to publish. The bus acknowledges the task only
@@ -355,6 +358,10 @@ class Bus(abc.ABC):
     # -- inspection and migration: the backend's inspector (its inspect.py) ---
     async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]:
         return await self.inspector.queue_stats(agents)
+
+    async def partition_health(self, agents: Iterable[str]) -> list[PartitionHealth]:
+        """Leader and in-sync replicas of each partition of the agents' queues (Kafka; Redis: none)."""
+        return []
 
     def tap(self, *, last: int = 0) -> AsyncIterator[TapMessage]:
         """Every message on the broker from now on (and the last N before), read-only."""

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
@@ -40,12 +40,14 @@ class Context:
     runtime_kind: str | None  # None: whichever runtime has a stack up here
     env_file: str | None
     project: str | None = None  # a Laddr project's folder (--project); else .env's LADDR_PROJECT
+    kafka_brokers: int | None = None  # `up --kafka-brokers N`; else .env's KAFKA_BROKERS
 
     def settings(self) -> Settings:
         try:
-            return with_project(load_settings(self.env_file), self.project)
+            settings = with_project(load_settings(self.env_file), self.project)
         except ConfigError as exc:
             raise BadInput(str(exc)) from None
+        return replace(settings, kafka_brokers=self.kafka_brokers) if self.kafka_brokers else settings
 
     async def runtime(self, kind: str | None = None, *, backend: str | None = None, say: bool = False) -> Runtime:
         """The runtime asked for, else the one with a stack up here, else auto's pick (`say`: why not Compose)."""

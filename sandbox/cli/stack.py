@@ -16,7 +16,7 @@ from sandbox.cli.common import BadInput, Context, Failed, async_command, progres
 from sandbox.bus.presence import known_agents, merge
 from sandbox.cli.formatting import agent_json, agents_table, queue_lines, services_table
 from sandbox.colours import replica_colour
-from sandbox.config import MAX_REPLICAS, mask, read_env_file, write_env
+from sandbox.config import MAX_KAFKA_BROKERS, MAX_REPLICAS, mask, read_env_file, write_env
 from sandbox.protocol import BACKENDS, other_backend
 from sandbox.runtime.base import RuntimeFailure, StackNotRunning, agent_of_service
 from sandbox.switch import PendingTasks, count_pending, switch_backend
@@ -30,9 +30,12 @@ SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d+)$")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Broker to run (default: QUEUE_BACKEND from .env, else redis).")
 @click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), help="Who runs the stack (default: the one running here, else auto).")
 @click.option("--project", "project_dir", metavar="DIR", help="Run a Laddr project's own agents (made by `laddr init`).")
+@click.option("--kafka-brokers", type=click.IntRange(1, MAX_KAFKA_BROKERS), metavar="N",
+              help="Kafka as a KRaft cluster of N nodes (kept as KAFKA_BROKERS in .env; default 1).")
 @click.pass_obj
 @async_command
-async def up(ctx: Context, backend: str | None, runtime_kind: str | None, project_dir: str | None) -> None:
+async def up(ctx: Context, backend: str | None, runtime_kind: str | None, project_dir: str | None,
+             kafka_brokers: int | None) -> None:
     """Start the stack (broker, api, the agents' workers) and wait until every worker is ready.
 
     The agents are the five examples, or with --project (or LADDR_PROJECT in .env)
@@ -44,6 +47,10 @@ async def up(ctx: Context, backend: str | None, runtime_kind: str | None, projec
       laddr-sandbox up --project ~/code/myproj
     """
     use_project(ctx, project_dir)
+    if kafka_brokers:  # later commands here (status, kill, a plain `up`) see the same cluster
+        ctx.kafka_brokers = kafka_brokers
+        if (settings := ctx.settings()).env_file_writable and settings.env_file:
+            write_env(Path(settings.env_file), {"KAFKA_BROKERS": str(kafka_brokers)})
     runtime = await ctx.runtime(runtime_kind or ctx.runtime_kind or "auto", backend=backend, say=True)
     backend = backend or runtime.settings.queue_backend
     click.echo(f"starting the stack on {backend} ({runtime.name} runtime)…", err=True)
@@ -105,6 +112,7 @@ async def status(ctx: Context, as_json: bool) -> None:
         stats = await bus.queue_stats(names)
         presence = merge(await bus.agents(), stats, time.time(), runtime.settings.heartbeat_s)
         dead = await bus.dead_letters(1000)
+        health = await bus.partition_health(names)
     replicas = {agent_of_service(s.name): s.desired for s in services if agent_of_service(s.name)}
     if as_json:
         click.echo(orjson.dumps({
@@ -124,6 +132,9 @@ async def status(ctx: Context, as_json: bool) -> None:
                  "consumers": [{"name": c.name, "pending": c.pending, "partitions": c.partitions} for c in q.consumers]}
                 for q in stats
             ],
+            "partitions": [{"topic": h.topic, "partition": h.partition, "leader": h.leader, "replicas": h.replicas,
+                            "isr": h.isr, "under_replicated": h.under_replicated, "offline": h.offline}
+                           for h in health],
             "dead_letters": len(dead),
         }, option=orjson.OPT_INDENT_2).decode())
         return
@@ -137,7 +148,7 @@ async def status(ctx: Context, as_json: bool) -> None:
         click.echo(line)
     click.echo()
     for q in stats:
-        for line in queue_lines(q, replicas.get(q.agent)):
+        for line in queue_lines(q, replicas.get(q.agent), health):
             click.echo(line)
     if dead:
         click.echo(click.style(f"\ndead-letter queue: {len(dead)} message(s) — see: laddr-sandbox dlq", fg="red"))

@@ -132,17 +132,22 @@ class KafkaInspector:
             starts = await consumer.beginning_offsets(partitions)
             for tp in partitions:
                 consumer.seek(tp, max(starts[tp], ends[tp] - limit))
-            letters = [
-                DeadLetter(
+            letters, seen = [], set()
+            async for r in self.client.records_until(consumer, ends):
+                # A worker that wrote a dead letter and then failed to commit leaves the task to the
+                # partition's next owner, who writes it again: the same origin (topic/partition/offset).
+                origin = header(r.headers, "origin")
+                if origin and origin in seen:
+                    continue
+                seen.add(origin)
+                letters.append(DeadLetter(
                     id=f"{r.partition}:{r.offset}",
                     source=header(r.headers, "source"),
                     reason=header(r.headers, "reason"),
                     delivery_count=int(header(r.headers, "delivery_count", "0") or 0),
                     raw=r.value or b"",
                     timestamp=r.timestamp / 1000.0,
-                )
-                async for r in self.client.records_until(consumer, ends)
-            ]
+                ))
             return list(reversed(letters))[:limit]
         finally:
             await consumer.stop()

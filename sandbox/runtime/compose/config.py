@@ -24,8 +24,12 @@ from sandbox.runtime.base import HOST, RuntimeFailure
 from sandbox.runtime.compose.defaults import DEFAULT_IMAGES
 
 BASE_FILE = "docker-compose.yml"
-BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-init", "kafka-ui"), "redis": ("redis",)}
-BACKEND_FILES = {"kafka": ("docker-compose.kafka.yml", "docker-compose.kraft.yml"), "redis": ("docker-compose.redis.yml",)}
+BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-2", "kafka-3", "kafka-init", "kafka-ui"), "redis": ("redis",)}
+CLUSTER_FILE = "docker-compose.kraft3.yml"  # KAFKA_BROKERS=3: nodes kafka, kafka-2, kafka-3
+CLUSTER_NODES = ("kafka-2", "kafka-3")  # only in CLUSTER_FILE
+BACKEND_FILES = {"kafka": ("docker-compose.kafka.yml", "docker-compose.kraft.yml", CLUSTER_FILE),
+                 "redis": ("docker-compose.redis.yml",)}
+CLUSTER_HOST_PORTS = (("KAFKA_HOST_PORT", 19092), ("KAFKA_2_HOST_PORT", 19094), ("KAFKA_3_HOST_PORT", 19096))
 # In-network addresses the containers use (the host gets 127.0.0.1 ports instead).
 IN_NETWORK = {"kafka": ("KAFKA_BOOTSTRAP", "kafka:9092"), "redis": ("REDIS_URL", "redis://redis:6379/0")}
 # Host ports: variable, default, and the backend that publishes it (None: always).
@@ -102,6 +106,7 @@ class ComposeConfig:
         default_env = _state_env(self.root) if is_packaged(self.dir) else self.dir / ".env"
         self.env_file = Path(env_file or os.environ.get("LADDR_COMPOSE_ENV_FILE") or default_env).resolve()
         self.project = project or os.environ.get("LADDR_COMPOSE_PROJECT") or project_name(self.root)
+        self.kafka_brokers = 1  # the runtime sets the sandbox's KAFKA_BROKERS
 
     def values(self) -> dict[str, str]:
         """compose .env overlaid by the environment, as Compose itself resolves variables."""
@@ -130,6 +135,11 @@ class ComposeConfig:
         """docker-compose.yml + the backend's file (the one COMPOSE_FILE names, if it names one)."""
         named = re.split(r"[:;]", self.values().get("COMPOSE_FILE", ""))
         chosen = next((f for f in named if Path(f).name in BACKEND_FILES[backend]), BACKEND_FILES[backend][0])
+        if backend == "kafka" and self.kafka_brokers > 1:
+            if self.kafka_brokers != 3:
+                raise RuntimeFailure(f"the compose cluster has 3 nodes ({CLUSTER_FILE}), not {self.kafka_brokers}: "
+                                     "set KAFKA_BROKERS to 1 or 3")
+            chosen = CLUSTER_FILE
         files = [BASE_FILE, chosen]
         for f in files:
             if not (self.dir / f).is_file():
@@ -170,7 +180,9 @@ class ComposeConfig:
         return replace(
             settings,
             queue_backend=check_backend(backend),
-            kafka_bootstrap=f"{HOST}:{self.port('KAFKA_HOST_PORT', 19092)}",
+            kafka_bootstrap=(",".join(f"{HOST}:{self.port(var, port)}" for var, port in CLUSTER_HOST_PORTS)
+                             if backend == "kafka" and self.kafka_brokers > 1
+                             else f"{HOST}:{self.port('KAFKA_HOST_PORT', 19092)}"),
             redis_url=f"redis://{HOST}:{self.port('REDIS_HOST_PORT', 6379)}/0",
             api_host=HOST,
             api_port=self.port("API_HOST_PORT", 8000),

@@ -24,7 +24,9 @@ from sandbox.config import ConfigError, Settings, check_backend
 from sandbox.runtime.base import HOST, LogLine, Progress, Runtime, RuntimeFailure
 from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress
 from sandbox.runtime.compose.cli import ComposeCli
-from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, HOST_PORTS, UI_PORT, ComposeConfig, is_packaged
+from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, CLUSTER_FILE, CLUSTER_NODES, HOST_PORTS, UI_PORT
+from sandbox.runtime.compose.config import ComposeConfig
+from sandbox.runtime.compose.config import is_packaged
 from sandbox.runtime.compose.engine import Engine, env_of, health_of, last_line, number, published, replica
 from sandbox.runtime.compose.engine import service_health, service_of
 from sandbox.runtime.compose.logs import service_logs
@@ -49,6 +51,7 @@ class ComposeRuntime(Runtime):
             self.config: ComposeConfig = ProjectComposeConfig(settings.project, project=project)
         else:
             self.config = ComposeConfig(compose_dir, env_file, project, root=cwd)
+            self.config.kafka_brokers = settings.kafka_brokers  # a project's own file has one broker
         self.dir, self.env_file, self.project = self.config.dir, self.config.env_file, self.config.project
         self.cli = ComposeCli(self.config, cli)
         self.engine = Engine(self.project, self.config.root)
@@ -154,10 +157,11 @@ class ComposeRuntime(Runtime):
         self.config.record(backend, files)
         progress(f"starting the {backend} stack ({' + '.join(Path(f).name for f in files)})")
         # A project's file has more than the stack (its redis on Kafka, minio…): name what runs.
-        targets = [s for s in services if s != "kafka-ui" or "ui" in profiles] if self.for_project else []
+        targets = ([s for s in services if (s != "kafka-ui" or "ui" in profiles) and s not in CLUSTER_NODES]
+                   if self.for_project else [])  # a project's file has one Kafka node
         await self._compose(backend, "up", "-d", "--remove-orphans", *_scale_args(scale), *targets,
                             progress=progress, profiles=profiles)
-        await self._wait_ready([*BROKER_RUNNING[backend], *self.app_services], progress)
+        await self._wait_ready([*self._broker_running(backend), *self.app_services], progress)
 
     async def down(self, progress: Progress = no_progress) -> None:
         """Remove this folder's containers and network, and only the volumes made for its containers."""
@@ -258,6 +262,8 @@ class ComposeRuntime(Runtime):
     async def kill_replica(self, service: str, replica: int) -> None:
         self._check_service(service)
         await self._require_backend()
+        if service == "kafka" and replica > 1 and self.settings.kafka_brokers > 1:  # node n is the service kafka-n
+            service, replica = f"kafka-{replica}", 1
         target = next((c for c in await self._containers(service, all_=False) if number(c) == replica), None)
         if target is None:
             raise RuntimeFailure(f"{service}-{replica} is not running")
@@ -280,7 +286,7 @@ class ComposeRuntime(Runtime):
         # The last service pulls in the rest through depends_on (kafka-init -> kafka -> zookeeper).
         target = ["kafka-init", *(["kafka-ui"] if "ui" in profiles else [])] if backend == "kafka" else ["redis"]
         await self._compose(backend, "up", "-d", *target, progress=progress, profiles=profiles)
-        await self._wait_ready(BROKER_RUNNING[backend], progress)
+        await self._wait_ready(self._broker_running(backend), progress)
 
     async def stop_broker(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
@@ -312,6 +318,15 @@ class ComposeRuntime(Runtime):
         await self._wait_ready(list(self.app_services), progress)
 
     # -- waiting -----------------------------------------------------------------------
+    def _broker_running(self, backend: str) -> list[str]:
+        """The broker services the chosen file runs (KRaft files have no ZooKeeper)."""
+        if backend != "kafka" or self.for_project:
+            return BROKER_RUNNING[backend]
+        file = self.config.files(backend)[1]
+        if "kraft" not in file:
+            return BROKER_RUNNING[backend]
+        return ["kafka", "kafka-2", "kafka-3"] if file.endswith(CLUSTER_FILE) else ["kafka"]
+
     async def _wait_ready(self, services: list[str], progress: Progress, timeout: float = READY_TIMEOUT_S) -> None:
         """Every replica of `services` running and healthy; fails fast on a crash loop."""
         deadline = time.monotonic() + timeout
