@@ -36,13 +36,14 @@ ROLES = ("clients", "workers", "broker", "supervisord", "api")
 
 
 async def run_clients(backend: str, address: str, agents: list[str], clients: int, inflight: int,
-                      warmup: float, seconds: float) -> dict:
+                      warmup: float, seconds: float, module: tuple[str, ...] = ("bench.load",)) -> dict:
+    """Run `clients` load processes (`python -m <module>`) at once; their figures added up."""
     start_at = time.time() + warmup + 1.5  # the clients start (import, connect) within 1.5 s
     procs = []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     for _ in range(clients):
         procs.append(await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.load", "--backend", backend, "--address", address,
+            sys.executable, "-m", *module, "--backend", backend, "--address", address,
             "--agents", ",".join(agents), "--inflight", str(max(1, inflight // clients)),
             "--start-at", str(start_at), "--seconds", str(seconds),
             stdout=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
@@ -101,7 +102,8 @@ async def run(ctx: Context) -> list[Table]:
             total = sum(cost.values())
             costs.add(f"{backend}: {mix}", *(cost[r] for r in ROLES), total, 2000.0 / total if total else None)
     table.note("the local stack as `laddr-sandbox up` starts it; one worker process per agent, "
-               "WORKER_CONCURRENCY=16, workers log two lines per task (INFO) through supervisord")
+               "WORKER_CONCURRENCY=16, workers log two lines per task (INFO) through supervisord, "
+               "written in batches (sandbox/loglines.py)")
     costs.note("clients include the load generator's own work; the broker's CPU includes its idle background work")
     costs.note("capacity assumes the work spreads over both cores; the measured rate is lower when others use them")
     return [table, costs]

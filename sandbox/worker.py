@@ -3,7 +3,8 @@
 It registers the agent, consumes its queue with bounded concurrency, answers
 every task (errors become "error" responses), heartbeats, and on SIGTERM
 finishes what it holds before it exits 0. One log line per task received and
-per task done, so a person tailing the log can follow a task.
+per task done, so a person tailing the log can follow a task; the lines of a
+busy moment are written together (sandbox/loglines.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 
 from sandbox.agents import Agent, AgentContext, AgentFailed, AgentNotFound, agents_dir, inputs_of, load_agent
+from sandbox import loglines
 from sandbox.bus import Bus, BusError, make_bus
 from sandbox.config import ConfigError, Settings, load_settings
 from sandbox.program import run_program
@@ -148,11 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: python -m sandbox.worker <agent>", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+    # the lines of a busy moment leave in one write (loglines.py): two per task, found by task id
+    loglines.setup(os.environ.get("LOG_LEVEL", "INFO"), sys.stdout)
+
     def prepare() -> tuple[Agent, Settings]:
         settings = load_settings()
         return load_agent(argv[0], agents_dir(settings.agents_dir)), settings

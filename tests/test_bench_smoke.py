@@ -22,6 +22,8 @@ EXPECTED_TABLES = [
     "Laddr 0.9.6's Kafka client vs the sandbox's",
     "Sustained throughput through the five workers",
     "CPU per task while under that load",
+    "Sandbox vs a bare-client ceiling",
+    "CPU per task, sandbox vs ceiling",
     "Live tap (watch) following the broker",
     "Cold `up` of the local stack",
     "Backend switch",

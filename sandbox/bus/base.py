@@ -295,9 +295,10 @@ class Bus(abc.ABC):
     async def _await_response(
         self, waiter: asyncio.Future[Response], task_id: str, agent: str, timeout: float
     ) -> Response:
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except asyncio.TimeoutError:
+        try:  # asyncio.timeout: one timer, no wrapping future per request (as wait_for makes)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(waiter)
+        except TimeoutError:
             raise RequestTimeout(task_id, agent, timeout) from None
 
     def _start_listener(self) -> None:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sandbox.bus.base import Handler, MessageTooLarge
 from sandbox.bus.reconnect import Backoff, BrokerWatch
@@ -22,6 +23,28 @@ log = logging.getLogger("sandbox.bus")
 # a payload accepted on Redis is not refused after switching to Kafka.
 MAX_MESSAGE_BYTES = 900_000
 GIVE_UP_AFTER_STOP_S = 10.0  # a stopping worker stops retrying a publish after this
+
+
+FILL_S = 0.005  # under load, how long a consumer waits for half its slots to be free before fetching
+
+
+async def room(concurrency: int, inflight: dict[Any, asyncio.Task[None]]) -> int:
+    """Free slots to fetch into now.
+
+    With half the slots or more free, at once. Under load, first up to FILL_S
+    for half to be free, so that one fetch (and on Kafka the commit after it)
+    serves several tasks instead of one each. 0 when none freed up meanwhile.
+    """
+    deadline = 0.0
+    while True:
+        free = concurrency - len(inflight)
+        if free * 2 >= concurrency or not inflight:
+            return free
+        now = time.monotonic()
+        deadline = deadline or now + FILL_S
+        if now >= deadline:
+            return free
+        await asyncio.wait(inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=deadline - now)
 
 
 def check_size(raw: bytes) -> None:
@@ -114,7 +137,7 @@ async def publish_until_stopped(
     never a loss). With a `watch`, a retry goes out the moment the broker is
     back rather than up to a backoff later.
     """
-    backoff = Backoff(most=policy.most)
+    backoff: Backoff | None = None  # made on the first failure: nothing per answer that goes out
     stopping_since: float | None = None
     attempt = 0
     while True:
@@ -133,6 +156,7 @@ async def publish_until_stopped(
             policy.log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
                            "%s: cannot publish (%s); retrying until %s takes it", what,
                            exc or type(exc).__name__, policy.broker)
+            backoff = backoff or Backoff(most=policy.most)
             if watch is None or watch.reachable:
                 await backoff.sleep()
             else:

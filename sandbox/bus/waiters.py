@@ -31,6 +31,7 @@ class ResponseWaiters:
     def __init__(self) -> None:
         self._futures: dict[str, asyncio.Future[Response]] = {}
         self._by_job: dict[str, str] = {}  # job id -> task id
+        self._jobs_of: dict[str, tuple[str, ...]] = {}  # task id -> its job ids (discard without a scan)
         self.unmatched = 0  # answers that named no task we know, nor a job id we sent
 
     def add(self, task_id: str, job_id: str | None = None) -> asyncio.Future[Response]:
@@ -40,6 +41,9 @@ class ResponseWaiters:
             self._futures[task_id] = future
         if job_id:
             self._by_job[job_id] = task_id
+            jobs = self._jobs_of.get(task_id, ())
+            if job_id not in jobs:
+                self._jobs_of[task_id] = (*jobs, job_id)
         return future
 
     def task_of(self, response: Response) -> str | None:
@@ -56,8 +60,9 @@ class ResponseWaiters:
 
     def discard(self, task_id: str) -> None:
         self._futures.pop(task_id, None)
-        for job, task in [(j, t) for j, t in self._by_job.items() if t == task_id]:
-            del self._by_job[job]
+        for job in self._jobs_of.pop(task_id, ()):
+            if self._by_job.get(job) == task_id:
+                del self._by_job[job]
 
     def ids(self) -> list[str]:
         return list(self._futures)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sandbox.bus.base import BusError, Handler
-from sandbox.bus.delivery import RetryPolicy, answer, publish_until_stopped
+from sandbox.bus.delivery import RetryPolicy, answer, publish_until_stopped, room
 from sandbox.bus.kafka.client import (
     METADATA_MAX_AGE_MS,
     AIOKafkaConsumer,
@@ -111,7 +111,7 @@ class TopicConsumer:
         assert self.consumer is not None
         next_commit = time.monotonic() + COMMIT_EVERY_S
         while not stop.is_set():
-            free = self.concurrency - len(self.inflight)
+            free = 0 if self.held else await room(self.concurrency, self.inflight)
             if self.held:  # nothing new is fetched until every held record had its turn alone
                 await self._run_held_alone()
                 if self.inflight:

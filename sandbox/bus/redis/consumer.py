@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from sandbox.bus.base import BusUnavailable, Handler
-from sandbox.bus.delivery import RetryPolicy, answer, publish_until_stopped
+from sandbox.bus.delivery import RetryPolicy, answer, publish_until_stopped, room
 from sandbox.bus.reconnect import Backoff
 from sandbox.bus.redis.client import DATA, LOST, RedisClient, id_key, log, text
 from sandbox.protocol import REDIS_DLQ, DecodeError, decode_task, redis_group, redis_stream
@@ -97,7 +97,7 @@ class StreamConsumer:
                 if self.inflight:
                     await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=BLOCK_MS / 1000)
                 continue
-            free = self.concurrency - len(self.inflight)
+            free = await room(self.concurrency, self.inflight)
             if free <= 0:
                 await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED, timeout=BLOCK_MS / 1000)
                 continue
