@@ -43,12 +43,30 @@ log = logging.getLogger("sandbox.bus.kafka")
 METADATA_MAX_AGE_MS = 5_000  # see partitions added later within seconds (aiokafka's default: 5 minutes)
 
 _QUIET = RepeatFilter()
+COORDINATOR_LOOKUP = "Group Coordinator Request failed: %s"  # aiokafka's ERROR while it looks again
+
+
+class CoordinatorRetry(logging.Filter):
+    """aiokafka logs a retriable coordinator lookup (Error 15 while a broker starts) as an ERROR,
+    then retries: it is a retry at start, said once at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == COORDINATOR_LOOKUP and record.args and getattr(record.args[0], "retriable", False):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "group coordinator not available yet (%s); retrying, as at every start"
+        return True
+
+
+_RETRY = CoordinatorRetry()
 
 
 def _quiet_aiokafka() -> None:
-    """One line per kind of aiokafka connection error while the broker is away, not ten a second."""
+    """One line per kind of aiokafka connection error while the broker is away, not ten a second;
+    a coordinator lookup retried at start is no error."""
     for name in [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]:
         logger = logging.getLogger(name)
+        if _RETRY not in logger.filters:
+            logger.filters.insert(0, _RETRY)
         if _QUIET not in logger.filters:
             logger.addFilter(_QUIET)
 
@@ -273,17 +291,28 @@ class KafkaClient:
 
     async def members(self, group: str, topic: str) -> list[ConsumerInfo]:
         """Who is in the group and which partitions each owns."""
-        members: list[ConsumerInfo] = []
+        return (await self.group(group, topic))[1]
+
+    async def group(self, group: str, topic: str) -> tuple[bool, list[ConsumerInfo]]:
+        """Whether the group is stable (not rebalancing), and its members: one per client id.
+
+        A replica killed and started again under the same name stays a member until its session
+        times out: the two are one replica, with the partitions either owns.
+        """
+        stable = True
+        by_name: dict[str, ConsumerInfo] = {}
         for response in await (await self.admin()).describe_consumer_groups([group]):
-            for described in response.groups:
+            for described in response.groups:  # (error, group, state, protocol_type, protocol, members, ...)
+                stable = stable and described[2] in ("Stable", "Empty", "Dead", "")
                 for member in described[5]:  # (member_id, [instance_id,] client_id, host, metadata, assignment)
                     client_id, assignment = member[-4], member[-1]
                     owned: list[int] = []
                     if assignment:
                         decoded = ConsumerProtocolMemberAssignment.decode(assignment)
                         owned = sorted(p for t, ps in decoded.assignment if t == topic for p in ps)
-                    members.append(ConsumerInfo(name=client_id, partitions=owned))
-        return sorted(members, key=lambda c: c.name)
+                    known = by_name.setdefault(client_id, ConsumerInfo(name=client_id))
+                    known.partitions = sorted({*known.partitions, *owned})
+        return stable, sorted(by_name.values(), key=lambda c: c.name)
 
     # -- reading -------------------------------------------------------------
     @staticmethod
