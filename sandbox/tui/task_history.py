@@ -45,13 +45,13 @@ class TaskHistory(DataTable):
 
     def on_mount(self) -> None:
         self.border_title = "History"
-        for label in ("time", "agent", "state", "latency", "task"):
+        for label in ("time", "agent", "state", "task", "latency"):  # the id to follow in Logs before the latency
             self.add_column(label, key=label)
 
     def add_task(self, task: SentTask) -> None:
         key = str(task.number)
         self.tasks[key] = task
-        self.add_row(clock(task.sent_at)[:8], task.agent, styled(task.state), "…", short_id(task.task_id), key=key)
+        self.add_row(clock(task.sent_at)[:8], task.agent, styled(task.state), short_id(task.task_id), "…", key=key)
         if len(self.tasks) > KEEP:
             oldest = next(iter(self.tasks))
             del self.tasks[oldest]

@@ -32,11 +32,16 @@ async def send_slow(pilot, agent: str, ms: int = 5000) -> SentTask:
     await pilot.press("1")
     panel.query_one("#send-agent").value = agent
     await pilot.pause()
-    panel.query_one("#send-inputs", TextArea).text = slow(ms)
+    await until(lambda: panel.agent == agent, "the agent chosen", 10)
+    await pilot.pause(0.3)  # the agent's remembered inputs are in the editor; now ours
+    editor = panel.query_one("#send-inputs", TextArea)
+    editor.text = slow(ms)
+    await pilot.pause()
+    assert editor.text == slow(ms)
     await pilot.press("ctrl+s")
     await pilot.pause()
     task = list(panel.query_one(TaskHistory).tasks.values())[-1]
-    assert task.agent == agent and task.state == "pending"
+    assert task.agent == agent and task.state == "pending" and task.payload["simulate"]["delay_ms"] == ms
     history = panel.query_one(TaskHistory)
     assert task.task_id and history.get_cell(str(task.number), "task") == task.task_id[:8]  # from the start
     return task
@@ -54,7 +59,7 @@ async def scale_to(pilot, name: str, replicas: int) -> None:
 async def switch_with_tasks_in_flight(pilot, source: str, target: str) -> None:
     app = pilot.app
     await scale_to(pilot, f"{IDLE}_worker", 0)
-    busy = [await send_slow(pilot, BUSY, 15_000) for _ in range(2)]  # still running at the switch
+    busy = [await send_slow(pilot, BUSY, 30_000) for _ in range(2)]  # still running at the switch
     idle = [await send_slow(pilot, IDLE) for _ in range(3)]
     await until(lambda: all(s.running for s in [service(app, f"{BUSY}_worker")]), "the busy worker up", 10)
     await pilot.pause(1.0)  # the worker has taken its two tasks
@@ -69,7 +74,7 @@ async def switch_with_tasks_in_flight(pilot, source: str, target: str) -> None:
     text = str(dialog.query_one("#switch-pending").render())
     assert "3 queued or held by a dead worker (writer 3)" in text, text
     if source == "redis":  # Redis says exactly what each consumer holds
-        assert dialog.pending.in_progress == {BUSY: 2}, dialog.pending
+        assert dialog.pending.in_progress == {BUSY: 2}, (dialog.pending, [(t.state, t.latency_ms, t.error) for t in busy])
         assert "2 in progress (analyzer 2)" in text, text
     await pilot.press("m")
     await until(lambda: app.stack.switching, "the switch started", 10)
