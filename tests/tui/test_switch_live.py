@@ -128,3 +128,19 @@ async def test_a_failed_start_offers_the_other_runtime_and_it_runs(live_runtime:
         await until(lambda: app.stack.bus is not None, "the stack up on the local runtime", 240)
         assert app.stack.runtime_name == "local" and app.stack.backend == "redis"
         assert "local" in str(app.main.query_one("#runtime").render())
+
+
+@pytest.mark.timeout(600)
+async def test_every_quick_plus_press_counts(live_runtime: Runtime) -> None:
+    """§5: five quick `+` from 3 replicas reach 8 (each press counts, a poll in between loses none)."""
+    app = SandboxApp(live_runtime, live_runtime.settings, backend="redis")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(lambda: app.stack.bus is not None, "the stack up", 240)
+        await until(lambda: all_running(app), "every service running", 60)
+        await scale_to(pilot, "validator_worker", 3)
+        await select_service(pilot, "validator_worker")
+        for _ in range(5):
+            await pilot.press("plus")
+            await pilot.pause(0.3)  # a poll may land between presses
+        assert service(app, "validator_worker").desired == 8
+        await until(lambda: service(app, "validator_worker").replicas_label == "8/8", "validator_worker 8/8", 120)
