@@ -95,12 +95,16 @@ async def switch_with_tasks_in_flight(pilot, source: str, target: str) -> None:
         assert history.get_cell(str(task.number), "task") == task.task_id[:8]
 
 
+async def launched(app: SandboxApp) -> None:
+    await until(lambda: app.stack.bus is not None, "the stack up", 240)
+    await until(lambda: all_running(app), "every service running", 60)
+
+
 @pytest.mark.timeout(1200)
 async def test_tasks_in_flight_keep_their_answers_across_a_switch_both_ways(live_runtime: Runtime) -> None:
     app = SandboxApp(live_runtime, live_runtime.settings, backend="redis")
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(lambda: app.stack.bus is not None, "the stack up", 240)
-        await until(lambda: all_running(app), "every service running", 60)
+        await launched(app)
         app.main.query_one(SendPanel).query_one("#send-timeout", Input).value = "600"
         await switch_with_tasks_in_flight(pilot, "redis", "kafka")
         await switch_with_tasks_in_flight(pilot, "kafka", "redis")
@@ -135,8 +139,7 @@ async def test_every_quick_plus_press_counts(live_runtime: Runtime) -> None:
     """§5: five quick `+` from 3 replicas reach 8 (each press counts, a poll in between loses none)."""
     app = SandboxApp(live_runtime, live_runtime.settings, backend="redis")
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(lambda: app.stack.bus is not None, "the stack up", 240)
-        await until(lambda: all_running(app), "every service running", 60)
+        await launched(app)
         await scale_to(pilot, "validator_worker", 3)
         await select_service(pilot, "validator_worker")
         for _ in range(5):
