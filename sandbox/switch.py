@@ -9,9 +9,10 @@ old one, then the apps start on the new broker, then the old broker stops.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sandbox.bus import Bus, make_bus
+from sandbox.bus import Bus, QueueStats, make_bus
 from sandbox.protocol import agent_of_channel
 from sandbox.runtime.base import Progress, Runtime, StackNotRunning, no_progress
 
@@ -52,14 +53,52 @@ async def _agents_with_queues(bus: Bus, agents: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys([*agents, *(a for a in found if a)]))
 
 
-async def count_pending(runtime: Runtime) -> dict[str, int]:
-    """Tasks not yet answered, per agent, on the broker the stack uses now."""
+async def _pending_stats(runtime: Runtime) -> list[QueueStats]:
     backend = await runtime.current_backend()
     if backend is None:
         raise StackNotRunning(runtime.name)
     async with make_bus(runtime.bus_settings(backend)) as bus:
-        stats = await bus.queue_stats(await _agents_with_queues(bus, runtime.settings.agents))
-    return {s.agent: s.waiting for s in stats if s.waiting}
+        return await bus.queue_stats(await _agents_with_queues(bus, runtime.settings.agents))
+
+
+async def count_pending(runtime: Runtime) -> dict[str, int]:
+    """Tasks not yet answered, per agent, on the broker the stack uses now."""
+    return {s.agent: s.waiting for s in await _pending_stats(runtime) if s.waiting}
+
+
+@dataclass
+class WaitingTasks:
+    """The unanswered tasks of a switch, told apart: held by a live worker (they finish before the
+    workers stop) or queued / held by a dead worker (a migration moves them)."""
+
+    in_progress: dict[str, int] = field(default_factory=dict)
+    queued: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.in_progress.values()) + sum(self.queued.values())
+
+
+def split_waiting(stats: list[QueueStats], concurrency: int, claim_idle_ms: int) -> WaitingTasks:
+    """Redis: a consumer idle longer than the reclaim window is dead. Kafka: a group member is live;
+    it works on at most `concurrency` of the uncommitted tasks of its partitions at once."""
+    found = WaitingTasks()
+    for s in stats:
+        if not s.waiting:
+            continue
+        live = [c for c in s.consumers if s.partitions is not None or (c.idle_ms or 0) < claim_idle_ms]
+        busy = min(s.waiting, sum(min(c.pending, concurrency) for c in live))
+        if busy:
+            found.in_progress[s.agent] = busy
+        if s.waiting - busy:
+            found.queued[s.agent] = s.waiting - busy
+    return found
+
+
+async def count_waiting(runtime: Runtime) -> WaitingTasks:
+    """count_pending, told apart into in progress and queued (the TUI's switch dialog)."""
+    settings = runtime.settings
+    return split_waiting(await _pending_stats(runtime), settings.worker_concurrency, settings.claim_idle_ms)
 
 
 async def migrate_pending(source: Bus, target: Bus, progress: Progress = no_progress) -> dict[str, int]:
@@ -87,7 +126,10 @@ async def switch_backend(
     force: bool = False,
     keep_old: bool = False,
     progress: Progress = no_progress,
+    before_apps: Callable[[str], Awaitable[None]] | None = None,
 ) -> SwitchReport:
+    """`before_apps(target)` runs once the tasks are moved and before any worker runs on the new
+    broker: a client that must see every answer there (the TUI's requester) connects then."""
     started = time.perf_counter()
     source = await runtime.current_backend()
     if source is None:
@@ -110,6 +152,8 @@ async def switch_backend(
             report.per_agent = await migrate_pending(old, new, progress)
         report.moved = sum(report.per_agent.values())
     runtime.record_backend(target)
+    if before_apps is not None:
+        await before_apps(target)
     progress(f"starting the api and workers on {target}")
     await runtime.start_apps(target, progress)
     if not keep_old:

@@ -75,6 +75,7 @@ class QueueStats:
     pending: int = 0  # delivered, not yet acknowledged
     partitions: int | None = None  # Kafka only
     consumers: list[ConsumerInfo] = field(default_factory=list)
+    rebalancing: bool = False  # Kafka: the group is reassigning partitions; who owns what is not known yet
 
     @property
     def waiting(self) -> int:
@@ -83,8 +84,8 @@ class QueueStats:
 
     @property
     def idle_consumers(self) -> list[str]:
-        """Kafka consumers that own no partition (more replicas than partitions)."""
-        if self.partitions is None:
+        """Kafka consumers that own no partition (more replicas than partitions); none while rebalancing."""
+        if self.partitions is None or self.rebalancing:
             return []
         return [c.name for c in self.consumers if not c.partitions]
 

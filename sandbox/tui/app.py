@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.screen import Screen
 from textual.binding import Binding, BindingType
 from textual.logging import TextualHandler
 
@@ -22,9 +23,10 @@ from sandbox.tui.logs_view import LogsView
 from sandbox.tui.main_screen import MainScreen
 from sandbox.tui.messages_view import MessagesView
 from sandbox.tui.quit_dialog import DOWN, LEAVE, QuitDialog
-from sandbox.tui.send_panel import SendPanel
+from sandbox.tui.send_panel import JsonEditor, SendPanel
 from sandbox.tui.services_panel import ServicesPanel
 from sandbox.tui.stack import Stack
+from sandbox.tui.switch_dialog import SwitchDialog
 
 
 class SandboxApp(App[None]):
@@ -64,10 +66,16 @@ class SandboxApp(App[None]):
         return [
             ("Anywhere", [SandboxApp, MainScreen]),
             ("Services", [ServicesPanel]),
-            ("Send", [SendPanel]),
+            ("Send", [SendPanel, JsonEditor]),
             ("Logs", [LogsView]),
             ("Messages", [MessagesView, LiveLines]),
+            ("Switch dialog", [SwitchDialog]),
+            ("Quit dialog", [QuitDialog]),
         ]
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's palette entries but its Quit: ours asks about the stack (one Quit in the palette)."""
+        return (command for command in super().get_system_commands(screen) if command.title != "Quit")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -17,6 +17,7 @@ from sandbox.tui.services_panel import ServicesPanel
 # (title, help, widget that runs it (None: the screen), action)
 ACTIONS: list[tuple[str, str, type[Widget] | None, str]] = [
     ("Start the stack", "Bring the stack up, or attach to the one running", None, "start_stack"),
+    ("Start on the other runtime (Compose ⇄ local)", "After a failed start: run the stack the other way", None, "other_runtime"),
     ("Switch backend (Redis ⇄ Kafka)", "Move the stack to the other broker, with its waiting tasks", None, "switch_backend"),
     ("Show Send", "Send a task to an agent", None, "show_tab('send')"),
     ("Show Logs", "Follow a service's logs", None, "show_tab('logs')"),

@@ -29,6 +29,7 @@ def services(backend: str = "kafka") -> list[ServiceStatus]:
     writer.desired = 3
     writer.replicas.append(Replica("writer_worker-3", 3, "starting"))
     writer.health = "starting"
+    found[-1].note = "Laddr worker; NoOp LLM (gemini needs GEMINI_API_KEY)"  # a long value that must show
     return found
 
 
@@ -84,7 +85,7 @@ def log_lines(count: int = 80) -> list[LogLine]:
     for i in range(count):
         replica = f"researcher_worker-{i % 3 + 1}"
         task_id = f"{i // 2:08x}-5d1e-4c8a-9f0b-7a6c{i // 2:08x}"
-        verb = "received task" if i % 2 == 0 else f"finished task {task_id} status=success in {11 + i % 9} ms;"
+        verb = "received task" if i % 2 == 0 else f"finished task {task_id} done success in {5001 + i % 9}.0 ms;"
         text = f"{verb} {task_id}" if i % 2 == 0 else verb
         found.append(LogLine("researcher_worker", replica, f"INFO researcher: {text}", BASE + i * 0.25))
     return found

@@ -263,12 +263,17 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         self.refresh()
 
     def action_select(self) -> None:
+        """The chosen item; with none chosen, the newest (what a following view shows last)."""
+        if not self.selectable:
+            return
+        if self.selected is None and self._rows:
+            self._move_to(len(self._rows) - 1)
         item = self.selected
         if item is not None:
             self.post_message(self.Selected(self, item))
 
     def key_enter(self, event: events.Key) -> None:
-        if self.selected is not None:
+        if self.selectable and self._rows:
             event.stop()
             self.action_select()
 

@@ -14,7 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, Input, TabbedContent, TabPane, TextArea
 
 from sandbox.protocol import other_backend
 from sandbox.switch import PendingTasks
@@ -28,6 +28,7 @@ from sandbox.tui.send_panel import SendPanel
 from sandbox.tui.services_panel import ServicesPanel
 from sandbox.tui.stack import Stack, stack_of
 from sandbox.tui.switch_dialog import FORCE, MIGRATE, SwitchDialog
+from sandbox.tui.task_history import TaskHistory
 
 # Each tab's panel; `focus_content()` puts the focus where its keys work.
 TAB_PANELS = {"send": SendPanel, "logs": LogsView, "messages": MessagesView, "queues": QueuesView}
@@ -43,6 +44,7 @@ class MainScreen(Screen[None]):
         Binding("4", "show_tab('queues')", "Queues", show=False),
         # From anywhere, not only from inside the form: the Send tab comes up and sends.
         Binding("ctrl+s", "send_task", "Send", show=False),
+        Binding("escape", "leave_input", "Leave input", show=False, tooltip="leave an input or the editor"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -100,7 +102,8 @@ class MainScreen(Screen[None]):
             self.header.set_progress(None)
             services.quiet = False
             report(self, "Could not start the stack", error, timeout=30)
-            self.notify("Retry from the command palette (ctrl+p): Start the stack", timeout=30)
+            self.notify("Retry from the command palette (ctrl+p): Start the stack, or "
+                        f"Start on the other runtime ({stack.other_runtime})", timeout=30)
             return
         self._launched = True
         self.header.set_progress(None)
@@ -118,6 +121,20 @@ class MainScreen(Screen[None]):
         stack = stack_of(self)
         if stack is not None and not stack.switching:
             self.launch()  # attaches (and reconnects) when a stack already runs
+
+    def action_other_runtime(self) -> None:
+        """After a failed start: the same stack on the other runtime (Compose ⇄ local)."""
+        stack = stack_of(self)
+        if stack is None or stack.switching:
+            return
+        if stack.bus is not None:
+            self.notify(f"The stack runs on the {stack.runtime_name} runtime; take it down (q) first",
+                        severity="warning", timeout=5)
+            return
+        stack.use_runtime(stack.other_runtime)
+        self.header.set_runtime(stack.runtime_name)
+        self.header.set_broker(stack.broker_address())
+        self.launch()
 
     def stack_ready(self, stack: Stack) -> None:
         """(Re)start everything that reads the broker, after launch or a switch."""
@@ -196,6 +213,16 @@ class MainScreen(Screen[None]):
         self.app.exit()
 
     # -- tabs ------------------------------------------------------------------
+    def action_leave_input(self) -> None:
+        """Escape from an input or the editor: back to the tab's lines or table, where its keys work."""
+        if not isinstance(self.focused, (Input, TextArea)):
+            return
+        name = self.query_one(TabbedContent).active.removesuffix("-tab")
+        if name == "send":
+            self.query_one(TaskHistory).focus()
+        else:
+            self.query_one(TAB_PANELS[name]).focus_content()
+
     def action_show_tab(self, name: str) -> None:
         self.query_one(TabbedContent).active = f"{name}-tab"
         self.query_one(TAB_PANELS[name]).focus_content()

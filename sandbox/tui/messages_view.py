@@ -20,8 +20,8 @@ from sandbox.tui.stack import stack_of
 
 ALL = "*"
 # (title, width); the payload takes what is left of the line.
-WIDE = (("time", 12), ("topic / stream", 23), ("task", 8), ("agent", 11), ("status", 7))
-NARROW = (("time", 8), ("topic / stream", 23), ("task", 8), ("status", 7))
+WIDE = (("time", 12), ("topic / stream", 23), ("task", 8), ("agent", 11), ("status", 9))
+NARROW = (("time", 8), ("topic / stream", 23), ("task", 8), ("status", 9))
 
 
 def payload_of(message: TapMessage) -> str:
@@ -44,7 +44,10 @@ def search_text(message: TapMessage) -> str:
 class MessagesView(LiveView, Vertical):
     """Messages as they cross the broker; enter on one shows it whole."""
 
-    BINDINGS = [FILTER_KEY, PAUSE_KEY, Binding("R", "replay", "Replay last N"), CLEAR_KEY]
+    BINDINGS = [
+        Binding("enter", "open", "Open", tooltip="the chosen (else the newest) message as pretty JSON"),
+        FILTER_KEY, PAUSE_KEY, Binding("R", "replay", "Replay last N"), CLEAR_KEY,
+    ]
 
     def __init__(self, *, keep: int = 10_000, max_rows: int = 2_000, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -53,6 +56,7 @@ class MessagesView(LiveView, Vertical):
         self.compact = False
         self.channels: set[str] = set()
         self._shown_channels: set[str] = set()
+        self.tapped_backend: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toolbar"):
@@ -89,7 +93,9 @@ class MessagesView(LiveView, Vertical):
         if not self.compact:
             text.append(f"{(message.agent or '')[:11]:<11} ")
         status = message.status or ("-" if message.kind == "task" else "")
-        text.append(f"{status[:7]:<7} ", style=STATE_STYLES.get(status, ""))
+        if message.kind == "response" and message.task_id is None:  # answers naming no task (Laddr on Kafka)
+            status = "unmatched"
+        text.append(f"{status[:9]:<9} ", style=STATE_STYLES.get(status, "yellow" if status == "unmatched" else ""))
         text.append(payload_of(message), style="dim" if message.doc is None else "")
         return text
 
@@ -128,6 +134,9 @@ class MessagesView(LiveView, Vertical):
         if stack is None:
             return
         replay = last
+        if stack.backend != self.tapped_backend:  # the topic filter lists the current broker's names only
+            self.tapped_backend = stack.backend
+            self.channels.clear()
 
         def open_tap() -> tuple[str, AsyncIterator[TapMessage]]:
             nonlocal replay
@@ -164,6 +173,9 @@ class MessagesView(LiveView, Vertical):
     def _open(self, event: LiveLines.Selected) -> None:
         event.stop()
         self.app.push_screen(MessageDetail(event.item))
+
+    def action_open(self) -> None:
+        self.live.action_select()
 
     def action_replay(self) -> None:
         raw = self.query_one("#tap-last", Input).value

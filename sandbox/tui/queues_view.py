@@ -13,7 +13,9 @@ from sandbox.bus import QueueStats
 from sandbox.tui.reporting import ErrorOnce, describe
 from sandbox.tui.stack import stack_of
 
-COLUMNS = ("Agent / consumer", "Topic / stream", "Parts", "Length", "Lag", "Pending", "Partitions owned / idle")
+# What matters most first, so that 80 columns show it; the topic (long, and the agent's name
+# says it) comes last and scrolls into view.
+COLUMNS = ("Agent / consumer", "Lag", "Pending", "Owns / idle", "Parts", "Length", "Topic / stream")
 
 
 def number(value: int, warn: bool = True) -> Text:
@@ -24,20 +26,22 @@ def number(value: int, warn: bool = True) -> Text:
 def rows_for(stats: QueueStats) -> list[tuple[Text | str, ...]]:
     """The agent's row, then one row per consumer under it."""
     if not stats.exists:
-        return [(Text(stats.agent, style="bold"), stats.channel, "-", Text("missing", style="red"), "", "", "")]
+        return [(Text(stats.agent, style="bold"), "", "", Text("missing", style="red"), "-", "", stats.channel)]
     parts = "-" if stats.partitions is None else str(stats.partitions)
     idle = set(stats.idle_consumers)
     count = len(stats.consumers)
     consumers = f"{count} consumer{'s' if count != 1 else ''}" + (f", {len(idle)} idle" if idle else "")
+    if stats.rebalancing:
+        consumers += ", rebalancing"
     rows: list[tuple[Text | str, ...]] = [
         (
             Text(stats.agent, style="bold"),
-            stats.channel,
-            parts,
-            number(stats.length, warn=False),
             number(stats.lag),
             number(stats.pending),
             Text(consumers, style="yellow" if idle else "dim"),
+            parts,
+            number(stats.length, warn=False),
+            stats.channel,
         )
     ]
     for consumer in stats.consumers:
@@ -47,7 +51,7 @@ def rows_for(stats: QueueStats) -> list[tuple[Text | str, ...]]:
             owns = Text("idle: no partition", style="bold yellow")
         else:
             owns = Text(",".join(str(p) for p in sorted(consumer.partitions)))
-        rows.append((f"  └ {consumer.name}", "", "", "", "", number(consumer.pending), owns))
+        rows.append((f"  └ {consumer.name}", "", number(consumer.pending), owns, "", "", ""))
     return rows
 
 

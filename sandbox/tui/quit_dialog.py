@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 LEAVE, DOWN = "leave", "down"
 
@@ -37,6 +37,7 @@ class QuitDialog(ModalScreen[str | None]):
                 yield Button("Leave running", id=LEAVE, variant="primary")
                 yield Button("Take down", id=DOWN, variant="error")
                 yield Button("Cancel", id="cancel")
+        yield Footer()  # the letters that answer it
 
     def on_mount(self) -> None:
         self.query_one(f"#{LEAVE}", Button).focus()

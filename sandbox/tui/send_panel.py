@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from sandbox.bus import RequestTimeout
+from sandbox.laddr_compat import matching_note
 from sandbox.protocol import AGENTS
 from sandbox.tui.formatting import fmt_ms, pretty_json, short_id
 from sandbox.tui.reporting import describe
@@ -37,7 +39,8 @@ def check_json(text: str) -> tuple[Any, str | None]:
 
 def response_title(task: SentTask) -> Text:
     if task.state == "pending":
-        return Text(f"… waiting for {task.agent}", style="yellow")
+        sent = f" · task {short_id(task.task_id)}" if task.task_id else ""
+        return Text(f"… waiting for {task.agent}{sent}", style="yellow")
     if task.state == "timeout":
         return Text(f"⏱ timeout: {task.error}", style="magenta")
     response = task.response
@@ -52,6 +55,19 @@ def response_title(task: SentTask) -> Text:
         parts.append(response.worker_id)
     parts.append(f"task {short_id(response.task_id)}")
     return Text(" · ".join(parts), style=style)
+
+
+class JsonEditor(TextArea):
+    """The inputs editor: tab / shift+tab move focus out (as in a form); ctrl+t indents."""
+
+    BINDINGS = [
+        Binding("ctrl+t", "indent", "Indent"),
+        Binding("f7", "select_all", "Select all"),
+    ]
+
+    def action_indent(self) -> None:
+        column = self.cursor_location[1]
+        self.insert(" " * (self.indent_width - column % self.indent_width))
 
 
 class SendPanel(Horizontal):
@@ -76,13 +92,14 @@ class SendPanel(Horizontal):
                 yield Select([(a, a) for a in AGENTS], value=self.agent, allow_blank=False, id="send-agent", compact=True)
                 yield Label("timeout s", classes="toolbar-title")
                 yield Input(str(int(DEFAULT_TIMEOUT)), id="send-timeout", type="number", compact=True)
-            yield TextArea(self.inputs.get(self.agent, PRESET), id="send-inputs", tab_behavior="indent", show_line_numbers=True)
+            yield JsonEditor(self.inputs.get(self.agent, PRESET), id="send-inputs", tab_behavior="focus", show_line_numbers=True)
             yield Label("", id="send-error")
             with Horizontal(classes="buttons"):
                 yield Button("Preset", id="send-preset", compact=True, tooltip=f"inputs {PRESET} (ctrl+r)")
                 yield Button("Send ctrl+s", id="send-button", variant="primary", compact=True)
         with Vertical(id="send-result"):
             yield Label("Send a task to see its response here", id="response-title")
+            yield Label("", id="response-note")
             with VerticalScroll(id="response-scroll"):
                 yield Static("", id="response-body")
             yield TaskHistory(id="history")
@@ -90,6 +107,7 @@ class SendPanel(Horizontal):
     def on_mount(self) -> None:
         self.query_one("#send-form").border_title = "Request"
         self.query_one("#send-result").border_title = "Response"
+        self.query_one("#response-note").display = False
         self._validate()
 
     # -- agents ----------------------------------------------------------------
@@ -175,7 +193,7 @@ class SendPanel(Horizontal):
         try:
             if stack is None:
                 raise RuntimeError("no stack attached (showing fixed data)")
-            response = await stack.request(task.agent, task.payload, timeout)
+            response = await stack.request(task.agent, task.payload, timeout, sent=partial(self._sent, task))
         except RequestTimeout as error:
             task.state, task.error, task.task_id = "timeout", str(error), error.task_id
         except Exception as error:  # shown in the history and the response pane
@@ -189,13 +207,25 @@ class SendPanel(Horizontal):
         if task.state in ("error", "timeout") and task.response is None:
             self.app.notify(task.error or task.state, title=f"Send to {task.agent}", severity="error", timeout=6)
 
+    def _sent(self, task: SentTask, task_id: str) -> None:
+        """The task is going out: its id shows from now on, so it can be followed in Logs."""
+        task.task_id = task_id
+        self.query_one(TaskHistory).update_task(task)
+        if self.query_one(TaskHistory).shown is task:
+            self.show_task(task)
+
     def finish(self, task: SentTask) -> None:
         """Record how a task ended (also used to show fixed data)."""
         self.query_one(TaskHistory).update_task(task)
         self.show_task(task)
 
     def show_task(self, task: SentTask) -> None:
+        self.query_one(TaskHistory).shown = task
         self.query_one("#response-title", Label).update(response_title(task))
+        note = matching_note(task.response) if task.response is not None else None
+        note_label = self.query_one("#response-note", Label)
+        note_label.update(Text(f"⚠ {note}", style="yellow") if note else "")
+        note_label.display = bool(note)
         body = self.query_one("#response-body", Static)
         if task.response is not None:
             body.update(JSON(pretty_json(task.response.to_dict())))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual import work
 from textual.binding import Binding
@@ -13,14 +15,16 @@ from sandbox.tui.formatting import styled
 from sandbox.tui.reporting import ErrorOnce, report
 from sandbox.tui.stack import stack_of
 
-COLUMNS = (("Service", "name"), ("Replicas", "replicas"), ("State", "state"), ("Health", "health"), ("Ports", "ports"))
+COLUMNS = (("Service", "name"), ("Replicas", "replicas"), ("State", "state"), ("Health", "health"), ("Ports", "ports"),
+           ("Note", "note"))
 MAX_REPLICAS = 64
 
 
 def cells(service: ServiceStatus) -> tuple[Text | str, ...]:
     replicas = Text(service.replicas_label, style="" if service.running == service.desired else "yellow")
     ports = ",".join(str(p) for p in service.ports) or "-"
-    return (service.name, replicas, styled(service.state), styled(service.health), ports)
+    note = Text(service.note, style="yellow") if service.note else ""  # e.g. a Laddr worker on the NoOp LLM
+    return (service.name, replicas, styled(service.state), styled(service.health), ports, note)
 
 
 class ServicesPanel(DataTable):
@@ -52,6 +56,8 @@ class ServicesPanel(DataTable):
         self.services: dict[str, ServiceStatus] = {}
         self._errors = ErrorOnce()
         self._polling = False
+        self._wanted: dict[str, int] = {}  # replicas asked for and not yet applied: every key press counts
+        self._scaling = asyncio.Lock()  # one scale at a time, always to the latest number asked for
         self.quiet = True  # while the stack starts, failing polls are expected
 
     def on_mount(self) -> None:
@@ -63,10 +69,13 @@ class ServicesPanel(DataTable):
     def update_services(self, services: list[ServiceStatus]) -> None:
         """Show these services; rows are updated in place so the selection stays put."""
         names = [s.name for s in services]
+        for service in services:  # a poll during a scale shows what was asked, not the old number
+            if service.name in self._wanted:
+                service.desired = self._wanted[service.name]
         if names == list(self.services):
             for service in services:
                 for (_, key), value in zip(COLUMNS, cells(service), strict=True):
-                    self.update_cell(service.name, key, value)
+                    self.update_cell(service.name, key, value, update_width=True)  # "starting" is wider
         else:
             selected = self.selected_service
             self.clear()
@@ -139,9 +148,9 @@ class ServicesPanel(DataTable):
         if service.kind != "worker":
             self.app.notify(f"{service.name} is a {service.kind}; only workers scale", severity="warning", timeout=4)
             return
-        replicas = max(0, min(MAX_REPLICAS, service.desired + delta))
+        replicas = max(0, min(MAX_REPLICAS, self._wanted.get(service.name, service.desired) + delta))
         if replicas != service.desired:
-            service.desired = replicas  # show the intent now; the next poll shows the truth
+            self._wanted[service.name] = service.desired = replicas  # shown now; the polls show the truth
             self.update_services(list(self.services.values()))
             self._run("scale", service.name, replicas)
 
@@ -167,7 +176,15 @@ class ServicesPanel(DataTable):
             return
         try:
             if action == "scale":
-                await stack.scale(service, number)
+                async with self._scaling:  # presses queue up here; each applies the latest ask
+                    if service not in self._wanted:
+                        return  # an earlier press already applied the latest number
+                    number = self._wanted[service]
+                    try:
+                        await stack.scale(service, number)
+                    finally:
+                        if self._wanted.get(service) == number:
+                            del self._wanted[service]
                 done = f"{service} scaled to {number}"
             elif action == "restart":
                 await stack.restart(service)

@@ -11,12 +11,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sandbox.bus import Bus, BusUnavailable, QueueStats, TapMessage, make_bus
-from sandbox.config import Settings, mask
-from sandbox.protocol import Response
+from sandbox.bus import Bus, BusUnavailable, QueueStats, RequestTimeout, TapMessage, make_bus
 from sandbox.bus.presence import known_agents
+from sandbox.bus.waiters import with_job_id
+from sandbox.config import Settings, mask
+from sandbox.protocol import Response, job_id_of, new_task_id
 from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
-from sandbox.switch import SwitchReport, count_pending, switch_backend
+from sandbox.switch import SwitchReport, WaitingTasks, count_waiting, switch_backend
 
 Progress = Callable[[str], None]
 
@@ -57,6 +58,9 @@ class Stack:
         self.stopping = False  # taking the stack down: outages are expected
         self.attached = False  # True when the stack was already running at launch
         self._bus_lock = asyncio.Lock()
+        # Requests in flight: task id -> (job id, the future that gets the answer on the current bus).
+        # A switch moves each unanswered one to the new bus (see `switch`).
+        self._in_flight: dict[str, tuple[str | None, asyncio.Future[Response]]] = {}
 
     # -- what the header shows -------------------------------------------------
     @property
@@ -74,6 +78,18 @@ class Stack:
         except Exception:  # an address is decoration; never fail the header on it
             address = self.settings.with_backend(backend).broker_address
         return mask("BROKER", address)
+
+    @property
+    def other_runtime(self) -> str:
+        """What a failed start offers instead: local, or Compose from local."""
+        return "compose" if self.runtime.name == "local" else "local"
+
+    def use_runtime(self, kind: str) -> None:
+        """Run the stack with another runtime from now on (nothing runs: after a failed start)."""
+        from sandbox.runtime import make_runtime
+
+        self.runtime = make_runtime(kind, self.settings, backend=self.requested_backend)
+        self.attached = False
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self, progress: Progress) -> str:
@@ -146,8 +162,38 @@ class Stack:
         """The stack's agents, and every other one the registry or the broker knows."""
         return await known_agents(self.need_bus(), self.settings.agents)
 
-    async def request(self, agent: str, payload: Any, timeout: float) -> Response:
-        return await self.need_bus().request(agent, payload, timeout=timeout)
+    async def request(
+        self, agent: str, payload: Any, timeout: float, sent: Callable[[str], None] | None = None
+    ) -> Response:
+        """Publish a task and wait for its answer, across a backend switch: an answer on the old
+        broker is seen there, a task moved to the new broker is followed there by its task id.
+        `sent(task_id)` is called as the task goes out."""
+        bus = self.need_bus()
+        task_id = new_task_id()
+        job_id = job_id_of(with_job_id(payload, task_id, bus.adds_job_id))
+        waiter = await bus.expect(task_id, job_id)
+        self._in_flight[task_id] = (job_id, waiter)
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            if sent is not None:
+                sent(task_id)
+            await bus.publish_task(agent, payload, task_id=task_id)
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                try:
+                    return await asyncio.wait_for(asyncio.shield(waiter), max(0.0, left))
+                except asyncio.TimeoutError:
+                    raise RequestTimeout(task_id, agent, timeout) from None
+                except BusUnavailable:  # its bus closed: followed on the new one, or lost with it
+                    _, now = self._in_flight.get(task_id, (None, waiter))
+                    if now is waiter:
+                        raise
+                    waiter = now
+        finally:
+            self._in_flight.pop(task_id, None)
+            for known in {bus, self.bus}:
+                if known is not None:
+                    known.forget(task_id)
 
     async def queue_stats(self, agents: list[str] | None = None) -> list[QueueStats]:
         return await self.need_bus().queue_stats(agents or list(self.settings.agents))
@@ -156,26 +202,58 @@ class Stack:
         return self.need_bus().tap(last=last)
 
     # -- backend switch (sandbox/switch.py does the work) -------------------------
-    async def count_pending(self) -> dict[str, int]:
-        return await count_pending(self.runtime)
+    async def count_pending(self) -> WaitingTasks:
+        """The unanswered tasks on the current broker: in progress, or queued / held by a dead worker."""
+        return await count_waiting(self.runtime)
 
     async def switch(self, target: str, *, migrate: bool, force: bool, progress: Progress) -> SwitchReport:
         """Switch brokers; the bus is reconnected to whichever backend runs afterwards.
 
-        Raises PendingTasks when tasks wait and neither migrate nor force was chosen.
+        The old bus keeps listening until the workers have stopped (what they held is answered
+        there) and the rest is moved; the new bus connects before any worker runs on it and
+        expects every request still in flight, by task id. Raises PendingTasks when tasks wait
+        and neither migrate nor force was chosen.
         """
         progress = on_this_loop(progress)
         self.switching = True
+        old, self.bus = self.bus, None  # nobody else uses a broker that is going away
+        connected = False
+
+        async def before_apps(new_backend: str) -> None:
+            nonlocal connected
+            await self._connect_following(new_backend)
+            connected = True
+
         try:
-            await self.close()
             try:
-                return await switch_backend(self.runtime, target, migrate=migrate, force=force, progress=progress)
+                return await switch_backend(self.runtime, target, migrate=migrate, force=force,
+                                            progress=progress, before_apps=before_apps)
             finally:
                 now = await self.runtime.current_backend()
-                if now:
-                    await self.connect(now)
+                if now and not connected:
+                    await self._connect_following(now)
+                if old is not None:  # its waiters fail; requests moved on follow their new futures
+                    try:
+                        await asyncio.wait_for(old.close(), 5)
+                    except Exception:  # a stopped broker may not say goodbye
+                        pass
         finally:
             self.switching = False
+
+    async def _connect_following(self, backend: str) -> None:
+        """Connect the bus of `backend` and move every request in flight onto it."""
+        async with self._bus_lock:
+            bus = make_bus(self.runtime.bus_settings(backend), backend)
+            await bus.connect()
+            for task_id, (job_id, waiter) in list(self._in_flight.items()):
+                if waiter.done() and not waiter.exception():
+                    continue  # answered on the old broker
+                follow = await bus.expect(task_id, job_id)
+                self._in_flight[task_id] = (job_id, follow)
+                known = await bus.get_response(task_id)
+                if known is not None and not follow.done():
+                    follow.set_result(known)
+            self.bus, self.backend = bus, backend
 
 
 def stack_of(node: Any) -> Stack | None:

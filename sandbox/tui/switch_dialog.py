@@ -7,8 +7,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
+from sandbox.switch import WaitingTasks
 from sandbox.tui.reporting import describe
 from sandbox.tui.stack import stack_of
 
@@ -16,15 +17,23 @@ from sandbox.tui.stack import stack_of
 MIGRATE, FORCE, SWITCH = "migrate", "force", "switch"
 
 
-def pending_text(source: str, pending: dict[str, int]) -> str:
-    total = sum(pending.values())
-    if total == 0:
+def _per_agent(counts: dict[str, int]) -> str:
+    return ", ".join(f"{agent} {count}" for agent, count in sorted(counts.items()) if count)
+
+
+def pending_text(source: str, waiting: WaitingTasks) -> str:
+    if waiting.total == 0:
         return f"No tasks are waiting on {source.upper()}: nothing to carry over."
-    detail = ", ".join(f"{agent} {count}" for agent, count in sorted(pending.items()) if count)
-    return (
-        f"{total} task{'s' if total != 1 else ''} waiting on {source.upper()} ({detail}).\n"
-        f"Migrate moves them to the new broker; Force leaves them behind."
-    )
+    lines = []
+    if busy := sum(waiting.in_progress.values()):
+        lines.append(f"{busy} in progress ({_per_agent(waiting.in_progress)}): held by live workers, "
+                     "they finish before the workers stop.")
+    if queued := sum(waiting.queued.values()):
+        lines.append(f"{queued} queued or held by a dead worker ({_per_agent(waiting.queued)}): "
+                     "Migrate moves them to the new broker; Force leaves them behind.")
+    else:
+        lines.append("Migrate moves whatever is still unanswered when the workers stop.")
+    return "\n".join(lines)
 
 
 class SwitchDialog(ModalScreen[str | None]):
@@ -40,7 +49,7 @@ class SwitchDialog(ModalScreen[str | None]):
         super().__init__()
         self.source = source
         self.target = target
-        self.pending: dict[str, int] | None = None
+        self.pending: WaitingTasks | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="switch", classes="dialog"):
@@ -55,6 +64,7 @@ class SwitchDialog(ModalScreen[str | None]):
                 yield Button("Migrate", id="migrate", variant="primary", disabled=True)
                 yield Button("Force", id="force", variant="error")
                 yield Button("Cancel", id="cancel")
+        yield Footer()  # the letters that answer it
 
     def on_mount(self) -> None:
         self.count()
@@ -63,7 +73,7 @@ class SwitchDialog(ModalScreen[str | None]):
     async def count(self) -> None:
         stack = stack_of(self)
         if stack is None:
-            self.show_pending({})
+            self.show_pending(WaitingTasks())
             return
         try:
             pending = await stack.count_pending()
@@ -74,22 +84,23 @@ class SwitchDialog(ModalScreen[str | None]):
             return
         self.show_pending(pending)
 
-    def show_pending(self, pending: dict[str, int]) -> None:
+    def show_pending(self, pending: WaitingTasks) -> None:
         self.pending = pending
         self.query_one("#switch-pending", Static).update(pending_text(self.source, pending))
         migrate = self.query_one("#migrate", Button)
         migrate.disabled = False
-        if sum(pending.values()) == 0:
+        if pending.total == 0:
             migrate.label = f"Switch to {self.target.upper()}"
             self.query_one("#force", Button).display = False
-        else:
-            migrate.label = f"Migrate {sum(pending.values())}"
+        else:  # in progress or not, what is unanswered when the workers stop moves
+            queued = sum(pending.queued.values())
+            migrate.label = f"Migrate {queued}" if queued else "Migrate"
         migrate.focus()
 
     def action_choose(self, choice: str) -> None:
         if choice == MIGRATE and self.pending is None:
             return  # not counted yet
-        if choice == MIGRATE and not sum((self.pending or {}).values()):
+        if choice == MIGRATE and not (self.pending and self.pending.total):
             choice = SWITCH
         self.dismiss(choice)
 

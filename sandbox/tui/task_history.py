@@ -27,7 +27,7 @@ class SentTask:
     response: Response | None = None
     error: str | None = None
     latency_ms: float | None = None
-    task_id: str | None = None  # known once answered or timed out
+    task_id: str | None = None  # known from the moment it is sent
 
 
 class TaskHistory(DataTable):
@@ -41,16 +41,17 @@ class TaskHistory(DataTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row")
         self.tasks: dict[str, SentTask] = {}
+        self.shown: SentTask | None = None  # the one the response pane shows
 
     def on_mount(self) -> None:
         self.border_title = "History"
-        for label in ("time", "agent", "state", "latency", "task"):
+        for label in ("time", "agent", "state", "task", "latency"):  # the id to follow in Logs before the latency
             self.add_column(label, key=label)
 
     def add_task(self, task: SentTask) -> None:
         key = str(task.number)
         self.tasks[key] = task
-        self.add_row(clock(task.sent_at)[:8], task.agent, styled(task.state), "…", "", key=key)
+        self.add_row(clock(task.sent_at)[:8], task.agent, styled(task.state), short_id(task.task_id), "…", key=key)
         if len(self.tasks) > KEEP:
             oldest = next(iter(self.tasks))
             del self.tasks[oldest]
@@ -61,9 +62,9 @@ class TaskHistory(DataTable):
         key = str(task.number)
         if key not in self.tasks:
             return
-        self.update_cell(key, "state", styled(task.state))
-        self.update_cell(key, "latency", fmt_ms(task.latency_ms))
-        self.update_cell(key, "task", short_id(task.task_id))
+        self.update_cell(key, "state", styled(task.state), update_width=True)
+        self.update_cell(key, "latency", fmt_ms(task.latency_ms) if task.latency_ms is not None else "…", update_width=True)
+        self.update_cell(key, "task", short_id(task.task_id), update_width=True)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()

@@ -12,6 +12,7 @@ from sandbox.tui.app import SandboxApp
 from sandbox.tui.demo_data import messages, populate
 from sandbox.tui.message_detail import MessageDetail
 from sandbox.tui.quit_dialog import QuitDialog
+from sandbox.switch import WaitingTasks
 from sandbox.tui.switch_dialog import SwitchDialog
 
 SIZES = [(120, 40), (80, 24)]
@@ -57,7 +58,7 @@ def test_switch_dialog(snap_compare):
         populate(pilot.app)
         dialog = SwitchDialog("redis", "kafka")
         await pilot.app.push_screen(dialog)
-        dialog.show_pending({"researcher": 3, "writer": 1})
+        dialog.show_pending(WaitingTasks(in_progress={"researcher": 3}, queued={"writer": 1, "analyzer": 2}))
         await pilot.pause(0.2)
 
     assert snap_compare(app(), terminal_size=(120, 40), run_before=run_before)

@@ -31,7 +31,8 @@ from aiokafka.helpers import create_ssl_context
 from sandbox.bus.base import BusError, BusUnavailable, ConsumerInfo, MessageTooLarge, translate_errors
 from sandbox.bus.delivery import check_size
 from sandbox.bus.kafka.health import PartitionHealth, answering_brokers, live_broker_ids, partition_health
-from sandbox.bus.reconnect import Backoff, BrokerWatch, RepeatFilter, tcp_probe, until_answered
+from sandbox.bus.kafka.quiet import quiet_aiokafka
+from sandbox.bus.reconnect import Backoff, BrokerWatch, tcp_probe, until_answered
 from sandbox.config import Settings
 from sandbox.protocol import KAFKA_DLQ, KAFKA_REGISTRY, KAFKA_RESPONSES, Response
 
@@ -49,17 +50,6 @@ METADATA_MAX_AGE_MS = 5_000  # see partitions added later within seconds (aiokaf
 # gives up after this long with a reason, and a stop without quorum is bounded too.
 SEND_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
-
-_QUIET = RepeatFilter()
-
-
-def _quiet_aiokafka() -> None:
-    """One line per kind of aiokafka connection error while the broker is away, not ten a second."""
-    for name in [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]:
-        logger = logging.getLogger(name)
-        if _QUIET not in logger.filters:
-            logger.addFilter(_QUIET)
-
 
 def _refused(owner: Any, exc: Exception) -> BusError | None:
     if isinstance(exc, MessageSizeTooLargeError):
@@ -110,7 +100,7 @@ class KafkaClient:
         self._admin: AIOKafkaAdminClient | None = None
         self.watch = BrokerWatch(f"Kafka at {self.bootstrap}", self._probe, log)
         self._watch_task: asyncio.Task[None] | None = None
-        _quiet_aiokafka()
+        quiet_aiokafka()
 
     async def _probe(self) -> None:
         await tcp_probe(addresses(self.bootstrap))
@@ -334,17 +324,28 @@ class KafkaClient:
 
     async def members(self, group: str, topic: str) -> list[ConsumerInfo]:
         """Who is in the group and which partitions each owns."""
-        members: list[ConsumerInfo] = []
+        return (await self.group(group, topic))[1]
+
+    async def group(self, group: str, topic: str) -> tuple[bool, list[ConsumerInfo]]:
+        """Whether the group is stable (not rebalancing), and its members: one per client id.
+
+        A replica killed and started again under the same name stays a member until its session
+        times out: the two are one replica, with the partitions either owns.
+        """
+        stable = True
+        by_name: dict[str, ConsumerInfo] = {}
         for response in await self.ask(lambda admin: admin.describe_consumer_groups([group])):
-            for described in response.groups:
+            for described in response.groups:  # (error, group, state, protocol_type, protocol, members, ...)
+                stable = stable and described[2] in ("Stable", "Empty", "Dead", "")
                 for member in described[5]:  # (member_id, [instance_id,] client_id, host, metadata, assignment)
                     client_id, assignment = member[-4], member[-1]
                     owned: list[int] = []
                     if assignment:
                         decoded = ConsumerProtocolMemberAssignment.decode(assignment)
                         owned = sorted(p for t, ps in decoded.assignment if t == topic for p in ps)
-                    members.append(ConsumerInfo(name=client_id, partitions=owned))
-        return sorted(members, key=lambda c: c.name)
+                    known = by_name.setdefault(client_id, ConsumerInfo(name=client_id))
+                    known.partitions = sorted({*known.partitions, *owned})
+        return stable, sorted(by_name.values(), key=lambda c: c.name)
 
     # -- reading -------------------------------------------------------------
     @staticmethod

@@ -46,11 +46,16 @@ class KafkaInspector:
         starts = await consumer.beginning_offsets(partitions)
         committed = await self.client.committed_offsets(group, partitions)
         stats.length = sum(ends[tp] - starts[tp] for tp in partitions)
+        behind: dict[int, int] = {}
         for tp in partitions:
             done = committed.get(tp)
             offset = done.offset if done is not None and done.offset >= 0 else starts[tp]
-            stats.lag += max(0, ends[tp] - offset)
-        stats.consumers = await self.client.members(group, topic)
+            behind[tp.partition] = max(0, ends[tp] - offset)
+        stats.lag = sum(behind.values())
+        stable, stats.consumers = await self.client.group(group, topic)
+        stats.rebalancing = not stable
+        for member in stats.consumers:  # uncommitted in its partitions: what it has or will get
+            member.pending = sum(behind.get(p, 0) for p in member.partitions)
         return stats
 
     async def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
