@@ -16,7 +16,7 @@ import pytest
 from aiokafka.errors import CoordinatorNotAvailableError
 
 from sandbox.bus import make_bus
-from sandbox.bus.kafka.client import COORDINATOR_LOOKUP, _quiet_aiokafka
+from sandbox.bus.kafka.quiet import COORDINATOR_LOOKUP, quiet_aiokafka
 from sandbox.config import Settings
 from sandbox.protocol import kafka_group, kafka_topic
 from tests.procs import unique_agent
@@ -84,7 +84,7 @@ async def test_a_killed_and_restarted_replica_is_one_consumer_and_never_idle(kaf
 def test_a_coordinator_lookup_retried_at_start_is_logged_as_a_retry_not_an_error() -> None:
     import aiokafka.consumer.group_coordinator  # noqa: F401  (its logger, as workers have it)
 
-    _quiet_aiokafka()
+    quiet_aiokafka()
     logger = logging.getLogger("aiokafka.consumer.group_coordinator")
     records: list[logging.LogRecord] = []
 
