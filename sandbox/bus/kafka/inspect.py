@@ -76,6 +76,17 @@ class KafkaInspector:
         finally:
             await consumer.stop()
 
+    @unavailable
+    async def history(self, last: int) -> list[TapMessage]:
+        """Up to `last` newest messages per partition of every laddr.* topic, oldest first, then stop (trace)."""
+        consumer = self.client.consumer()
+        await consumer.start()
+        try:
+            assigned = await self._tap_assign(consumer, set(), last)
+            return await self._tap_replay(consumer, assigned, last * max(1, len(assigned)))
+        finally:
+            await consumer.stop()
+
     @staticmethod
     async def _until_answered(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
         return await until_answered(call, (KafkaError, BusError, OSError), backoff, log, "tap: %s; retrying in %.1fs")

@@ -82,6 +82,11 @@ class RedisInspector:
                     positions[name] = text(entry_id)
                     yield self.tap_message(name, text(entry_id), fields)
 
+    @unavailable
+    async def history(self, last: int) -> list[TapMessage]:
+        """The newest `last` messages of every stream, oldest first, then stop (trace)."""
+        return await self._replay([*await self.channels(), REDIS_RESPONSES_STREAM, REDIS_DLQ], last)
+
     @staticmethod
     async def _until_answered(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
         return await until_answered(call, (*LOST, BusUnavailable), backoff, log,
