@@ -1,0 +1,123 @@
+"""`trace`, `dlq`, `resend`, `watch --from` on a real local stack, once on Redis and once on Kafka."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli_local import cli, cli_env, ok, runtime_of
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module", params=["redis", "kafka"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    project = tmp_path_factory.mktemp(f"trace-{request.param}")
+    (project / ".env").write_text("LADDR_CLAIM_IDLE_MS=1000\nLADDR_MAX_DELIVERIES=3\n")
+    try:
+        ok(cli(project, "up", "--runtime", "local", "--backend", request.param, timeout=300))
+        yield project
+    finally:
+        if cli(project, "down", timeout=120).returncode != 0:
+            pidfile = runtime_of(project).dir.pidfile
+            if pidfile.exists():
+                os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+
+def send(project: Path, agent: str, inputs: dict, timeout: float = 60) -> dict:
+    result = cli(project, "send", agent, json.dumps(inputs), "--json", "--timeout", str(timeout), timeout=timeout + 30)
+    return json.loads(result.stdout)
+
+
+def trace(project: Path, task_id: str) -> dict:
+    return json.loads(ok(cli(project, "trace", task_id, "--json")))
+
+
+def test_a_coordinators_trace_shows_its_four_sub_tasks_replicas_and_log_lines(stack: Path) -> None:
+    answer = send(stack, "coordinator", {"query": "trace me"})
+    assert answer["status"] == "success"
+    doc = trace(stack, answer["task_id"])
+    tree = doc["tree"]
+    assert tree["agent"] == "coordinator" and tree["status"] == "success" and tree["parent"] is None
+    children = tree["children"]
+    assert [c["agent"] for c in children] == ["researcher", "analyzer", "writer", "validator"]
+    assert [c["task_id"] for c in children] == [s["task_id"] for s in answer["result"]["steps"]]
+    for child in [tree, *children]:
+        assert child["replica"] == f"{child['agent']}_worker-1" and child["delivery_count"] == 1
+        assert child["published"] and child["received"] and child["answered"] and child["duration_ms"] is not None
+        assert child["response"]["status"] == "success"
+        named = [ln for ln in doc["logs"] if child["task_id"] in ln["text"]]
+        assert any("received" in ln["text"] for ln in named) and any("done success" in ln["text"] for ln in named)
+        assert {ln["replica"] for ln in named} == {child["replica"]}
+    text = ok(cli(stack, "trace", answer["task_id"]))
+    assert "5 task(s), finished" in text and text.count("└ ") == 4 and "█" in text
+    assert "log lines:" in text and "responses:" in text and '"status": "success"' in text
+
+
+def test_a_task_redelivered_after_kill_9_shows_both_deliveries(stack: Path) -> None:
+    out = stack / "slow.json"
+    log = stack / ".laddr-sandbox" / "logs" / "researcher_worker-1.log"
+    before = log.read_text().count(" received")
+    with out.open("w") as sink:
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.cli", "send", "researcher",
+             '{"query": "slow", "simulate": {"delay_ms": 3000}}', "--json", "--timeout", "90"],
+            cwd=stack, env=cli_env(), stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and log.read_text().count(" received") == before:
+            time.sleep(0.1)  # received by the worker, not answered yet (3 s)
+        ok(cli(stack, "kill", "researcher_worker"))
+        assert sender.wait(timeout=120) == 0, out.read_text()
+    answer = json.loads(out.read_text().splitlines()[-1])
+    doc = trace(stack, answer["task_id"])
+    deliveries = doc["tree"]["deliveries"]
+    assert [d["count"] for d in deliveries] == [1, 2], deliveries
+    assert deliveries[0]["status"] is None and deliveries[1]["status"] == "success"
+    assert doc["tree"]["delivery_count"] == 2 and doc["tree"]["status"] == "success"
+    assert "delivered again" in ok(cli(stack, "trace", answer["task_id"]))
+
+
+def test_a_poison_task_traces_as_dead_with_its_reason(stack: Path) -> None:
+    answer = send(stack, "analyzer", {"facts": [], "simulate": {"raise": "the tool is down"}})
+    assert answer["status"] == "error"
+    tree = trace(stack, answer["task_id"])["tree"]
+    assert tree["status"] == "dead" and "the tool is down" in tree["dead_reason"]
+    assert tree["delivery_count"] == 3 and len(tree["deliveries"]) == 3
+
+
+def test_a_task_without_a_parent_as_laddrs_client_sends_it_traces_alone(stack: Path) -> None:
+    import asyncio
+
+    from sandbox.bus import make_bus
+
+    task_id = str(uuid.uuid4())
+    raw = json.dumps({"task_id": task_id, "agent_name": "researcher", "payload": {"query": "laddr"},
+                      "created_at": time.time()}).encode()
+
+    async def publish() -> None:
+        runtime = runtime_of(stack)
+        async with make_bus(runtime.bus_settings(await runtime.current_backend())) as bus:
+            waiter = await bus.expect(task_id)
+            await bus.publish_raw("researcher", raw, key=task_id)
+            await asyncio.wait_for(waiter, 60)
+
+    asyncio.run(publish())
+    doc = trace(stack, task_id)
+    assert doc["tree"]["children"] == [] and doc["tree"]["parent"] is None
+    assert doc["tree"]["status"] == "success" and doc["tree"]["payload"] == {"query": "laddr"}
+
+
+def test_an_unknown_task_id_is_bad_usage(stack: Path) -> None:
+    result = cli(stack, "trace", "00000000-0000-4000-8000-000000000000")
+    assert result.returncode == 2 and "unknown task" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
