@@ -103,7 +103,9 @@ class Trace:
 
     @property
     def finished(self) -> bool:
-        return all(n.status in ("success", "error", "dead") for n in self.nodes)
+        """Every task ended and the root's answer (or dead letter) is known: nothing more will come."""
+        ended = all(n.status in ("success", "error", "dead") for n in self.nodes)
+        return ended and (self.root.response is not None or self.root.status == "dead")
 
     def to_dict(self) -> dict[str, Any]:
         def node_doc(node: TraceNode) -> dict[str, Any]:
@@ -238,8 +240,7 @@ LogSource = Callable[[str], AsyncIterator[LogLine]]
 async def collect(bus: Bus, task_id: str, services: Iterable[str], logs: LogSource | None,
                   history: int = 20_000) -> Trace:
     """Read every source once and build the trace."""
-    messages = await bus.history(history)
-    letters = await bus.dead_letters(10_000)
+    # The logs first: whatever a log line says is done was published before it (sub-tasks included).
     lines: list[LogLine] = []
     log_errors: list[str] = []
     if logs is not None:
@@ -248,6 +249,8 @@ async def collect(bus: Bus, task_id: str, services: Iterable[str], logs: LogSour
                 lines.extend([line async for line in logs(service)])
             except Exception as exc:  # a stopped service has no log to read: say so, trace the rest
                 log_errors.append(f"logs of {service}: {exc}")
+    messages = await bus.history(history)
+    letters = await bus.dead_letters(10_000)
     stored: dict[str, dict[str, Any]] = {}
     trace = build(task_id, bus.backend, messages, letters, lines)
     for n in trace.nodes:

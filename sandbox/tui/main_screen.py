@@ -28,6 +28,7 @@ from sandbox.tui.send_panel import SendPanel
 from sandbox.tui.services_panel import ServicesPanel
 from sandbox.tui.stack import Stack, stack_of
 from sandbox.tui.switch_dialog import FORCE, MIGRATE, SwitchDialog
+from sandbox.tui.trace_screen import open_trace
 
 # Each tab's panel; `focus_content()` puts the focus where its keys work.
 TAB_PANELS = {"send": SendPanel, "logs": LogsView, "messages": MessagesView, "queues": QueuesView}
@@ -43,6 +44,7 @@ class MainScreen(Screen[None]):
         Binding("4", "show_tab('queues')", "Queues", show=False),
         # From anywhere, not only from inside the form: the Send tab comes up and sends.
         Binding("ctrl+s", "send_task", "Send", show=False),
+        Binding("t", "trace", "Trace", tooltip="Trace the task of the Messages / Send-history row under the cursor"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -62,6 +64,9 @@ class MainScreen(Screen[None]):
     def action_send_task(self) -> None:
         self.query_one(TabbedContent).active = "send-tab"
         self.query_one(SendPanel).action_send()
+
+    def action_trace(self) -> None:
+        open_trace(self)
 
     _launched = False  # the launch finished (well or not): outages are news from now on
 

@@ -17,6 +17,7 @@ from sandbox.protocol import Response
 from sandbox.bus.presence import known_agents
 from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
 from sandbox.switch import SwitchReport, count_pending, switch_backend
+from sandbox.trace import Trace, collect
 
 Progress = Callable[[str], None]
 
@@ -154,6 +155,13 @@ class Stack:
 
     def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
         return self.need_bus().tap(last=last)
+
+    async def trace(self, task_id: str) -> Trace:
+        """What happened to a task: broker history, every worker replica's log, the responses."""
+        def logs(service: str) -> AsyncIterator[LogLine]:
+            return self.runtime.logs(service, tail=20_000, follow=False)
+
+        return await collect(self.need_bus(), task_id, self.runtime.worker_services, logs)
 
     # -- backend switch (sandbox/switch.py does the work) -------------------------
     async def count_pending(self) -> dict[str, int]:

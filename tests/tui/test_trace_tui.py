@@ -1,0 +1,76 @@
+"""The trace screen driven with the Pilot against a REAL local stack (Redis, then Kafka)."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Select, TextArea
+
+from sandbox.tui.app import SandboxApp
+from sandbox.tui.live_lines import LiveLines
+from sandbox.tui.messages_view import MessagesView
+from sandbox.tui.send_panel import SendPanel
+from sandbox.tui.task_history import TaskHistory
+from sandbox.tui.trace_screen import TraceScreen
+from tests.tui.test_app_live import errors, live_runtime, until  # noqa: F401  (live_runtime: a fixture)
+
+SUBS = ("researcher", "analyzer", "writer", "validator")
+
+
+async def send_inputs(pilot, agent: str, inputs: str) -> None:
+    panel = pilot.app.main.query_one(SendPanel)
+    await pilot.press("1")
+    panel.query_one("#send-agent", Select).value = agent
+    await pilot.pause()
+    editor = panel.query_one("#send-inputs", TextArea)
+    editor.text = inputs
+    editor.focus()
+    await pilot.press("ctrl+s")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["redis", "kafka"])
+async def test_t_traces_a_coordinator_task_live_from_messages_and_from_history(live_runtime, backend) -> None:  # noqa: F811
+    app = SandboxApp(live_runtime, live_runtime.settings, backend=backend)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await until(lambda: app.stack.bus is not None, "the stack up", 240)
+        await until(lambda: app.main.query_one(SendPanel).query_one("#send-agent", Select).value != Select.BLANK,
+                    "agents loaded", 60)
+        await send_inputs(pilot, "coordinator", '{"query": "slow trace", "simulate": {"delay_ms": 8000}}')
+        messages = app.main.query_one(MessagesView)
+        row = await until(lambda: next((m for m in messages.live.items()
+                                        if m.kind == "task" and m.agent == "coordinator"), None),
+                          "the coordinator's task in Messages", 60)
+        # -- t on the Messages row while the task runs: it fills in ----------------------------
+        await pilot.press("3")
+        live = messages.query_one(LiveLines)
+        live.focus()
+        live.cursor = next(i for i, (_, m) in enumerate(live._rows) if m is row)
+        await pilot.press("t")
+        screen = await until(lambda: isinstance(app.screen, TraceScreen) and app.screen, "the trace screen", 10)
+        assert screen.task_id == row.task_id
+        await until(lambda: screen.trace is not None, "a first read", 30)
+        assert not screen.trace.finished and screen.trace.root.status in ("queued", "running")
+        await until(lambda: screen.trace.finished and len(screen.trace.nodes) == 5, "the trace filled in", 90)
+        assert screen.reads > 1
+        tree = str(screen.query_one("#trace-tree").render())
+        for agent in SUBS:
+            assert f"{agent}_worker-1" in tree
+        logs = str(screen.query_one("#trace-logs").render())
+        for node in screen.trace.nodes:
+            assert node.task_id in logs
+        assert '"status": "success"' in str(screen.query_one("#trace-responses").render())
+        await pilot.press("escape")
+        await until(lambda: not isinstance(app.screen, TraceScreen), "closed", 10)
+
+        # -- t on the Send-history row ---------------------------------------------------------
+        await pilot.press("1")
+        history = app.main.query_one(SendPanel).query_one(TaskHistory)
+        await until(lambda: list(history.tasks.values())[-1].state == "success", "the answer", 60)
+        history.focus()
+        await pilot.pause()
+        await pilot.press("t")
+        screen = await until(lambda: isinstance(app.screen, TraceScreen) and app.screen, "the trace screen again", 10)
+        assert screen.task_id == row.task_id
+        await until(lambda: screen.trace is not None and screen.trace.finished, "the finished trace", 30)
+        assert [c.agent for c in screen.trace.root.children] == list(SUBS)
+        assert not errors(app), errors(app)
