@@ -15,15 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandbox.protocol import Task, validate_agent_name
+from sandbox.protocol import SANDBOX_META, Task, validate_agent_name
 
 if TYPE_CHECKING:
     from sandbox.bus.base import Bus
 
 BUNDLED_AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents_examples"
 # Keys the API and Laddr add to a payload that are not the agent's inputs.
-# `_laddr_sandbox` is the sandbox's own: {"parent": task id} on a sub-task, for `trace`.
-SANDBOX_META = "_laddr_sandbox"
 META_KEYS = frozenset({"job_id", "trace_id", "workflow_name", "_batch_id", "_batch_index", SANDBOX_META})
 
 

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sandbox.agents import SANDBOX_META
 from sandbox.bus.base import Bus, DeadLetter, TapMessage
+from sandbox.protocol import SANDBOX_META
 from sandbox.runtime.base import LogLine
 
 RECEIVED = re.compile(r"task (?P<id>[0-9a-fA-F-]{8,}) received(?: \(delivery (?P<n>\d+)\))?")
@@ -168,8 +168,8 @@ def build(task_id: str, backend: str, messages: list[TapMessage], letters: list[
         elif m.kind == "response":
             n.response, n.answered = doc, m.timestamp
             n.agent = n.agent or (doc.get("agent") if isinstance(doc.get("agent"), str) else None)
-        elif m.kind == "dlq":
-            n.dead_reason = (m.status or "dead: ")[len("dead: "):] or "dead-lettered"
+        elif m.kind == "dlq" and (m.status or "").startswith("dead: "):
+            n.dead_reason = (m.status or "")[len("dead: "):] or "dead-lettered"
     for tid, doc in (stored or {}).items():
         if tid in nodes and nodes[tid].response is None:
             nodes[tid].response = doc
@@ -222,7 +222,8 @@ def apply_log_line(nodes: dict[str, TraceNode], line: LogLine) -> None:
 
 
 def status_of(n: TraceNode) -> str:
-    if n.dead_reason:
+    answered_ok = n.response is not None and n.response.get("status") == "success"
+    if n.dead_reason and not answered_ok:  # a requeued dead letter that then succeeded is a success
         return "dead"
     if n.response is not None:
         status = n.response.get("status")

@@ -12,14 +12,15 @@ import abc
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import orjson
 
 from sandbox.config import Settings
 from sandbox.bus.waiters import ResponseWaiters, with_job_id
-from sandbox.protocol import AgentInfo, DecodeError, Response, Task, agent_of_channel, asked, decode_task, job_id_of
+from sandbox.protocol import (AgentInfo, DecodeError, Response, Task, agent_of_channel, asked, decode_task, job_id_of,
+                              with_earlier_deliveries)
 
 # A handler gets the task and how many times it has been delivered (1 = first
 # time) and returns the response to publish. The bus acknowledges the task only
@@ -149,6 +150,7 @@ class Inspector(Protocol):
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
     async def history(self, last: int) -> list[TapMessage]: ...
     async def requeue_dead_letter(self, dead: DeadLetter) -> None: ...
+    async def drop_dead_letter(self, dead: DeadLetter) -> None: ...
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int: ...
 
 
@@ -362,8 +364,12 @@ class Bus(abc.ABC):
         return await self.inspector.history(last)
 
     async def requeue_dead_letter(self, dead: DeadLetter) -> None:
-        """Put a dead letter back on its agent's queue and remove it from the DLQ."""
-        await self.inspector.requeue_dead_letter(dead)
+        """Put a dead letter back on its agent's queue (its delivery count goes on) and remove it from the DLQ."""
+        await self.inspector.requeue_dead_letter(replace(dead, raw=with_earlier_deliveries(dead.raw, dead.delivery_count)))
+
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        """Remove a dead letter for good (Redis: XDEL; Kafka: a skip record the DLQ reader honours)."""
+        await self.inspector.drop_dead_letter(dead)
 
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int:
         """Hand every unanswered task of an agent to `sink`, acknowledging each after.

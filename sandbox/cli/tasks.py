@@ -1,4 +1,4 @@
-"""Commands that talk to agents and watch the broker: send, watch, verify, dlq."""
+"""Commands that talk to agents and watch the broker: send, watch, verify (dlq: dead_letters.py)."""
 
 from __future__ import annotations
 
@@ -170,32 +170,4 @@ async def verify(ctx: Context, timeout: float) -> None:
     click.echo(click.style("all checks passed", fg="green"))
 
 
-@click.command()
-@click.option("--requeue", "requeue_id", metavar="ID", help="Send this dead letter back to its queue.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
-@click.pass_obj
-@async_command
-async def dlq(ctx: Context, requeue_id: str | None, limit: int) -> None:
-    """Messages that could not be handled, with the reason; send one back with --requeue.
-
-    \b
-    Examples:
-      laddr-sandbox dlq
-      laddr-sandbox dlq --requeue 1764000000000-0
-    """
-    async with make_bus(await current_bus_settings(await ctx.runtime())) as bus:
-        letters = await bus.dead_letters(limit if requeue_id is None else 100_000)
-        if requeue_id is not None:
-            match = [d for d in letters if d.id == requeue_id]
-            if not match:
-                raise BadInput(f"no dead letter {requeue_id!r}; list them with: laddr-sandbox dlq")
-            await bus.requeue_dead_letter(match[0])
-            click.echo(f"{requeue_id}: sent back to {match[0].source}")
-            return
-    for d in letters:
-        click.echo(f"{d.id}  {d.source}  deliveries {d.delivery_count}  {d.reason}")
-        click.echo("    " + d.raw.decode(errors="replace")[:200])
-    click.echo(f"{len(letters)} dead letter(s)")
-
-
-COMMANDS = [send, watch, verify, dlq]
+COMMANDS = [send, watch, verify]

@@ -121,3 +121,52 @@ def test_an_unknown_task_id_is_bad_usage(stack: Path) -> None:
     assert result.returncode == 2 and "unknown task" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
+
+
+def dead_letters(project: Path) -> list[dict]:
+    return [json.loads(line) for line in ok(cli(project, "dlq", "--json", "--limit", "1000")).splitlines()]
+
+
+def test_a_poison_task_is_a_dead_letter_requeue_lands_it_again_with_a_higher_count_drop_removes_it(stack: Path) -> None:
+    answer = send(stack, "writer", {"topic": "x", "simulate": {"raise": "poison pill"}})
+    task_id = answer["task_id"]
+    mine = [d for d in dead_letters(stack) if task_id in json.dumps(d["payload"])]
+    assert len(mine) == 1, mine
+    letter = mine[0]
+    assert letter["agent"] == "writer" and letter["delivery_count"] == 3 and "poison pill" in letter["reason"]
+    assert letter["source"].endswith("writer") and letter["time"] > 0
+    listing = ok(cli(stack, "dlq"))
+    assert letter["id"] in listing and "deliveries 3" in listing and "poison pill" in listing
+
+    ok(cli(stack, "dlq", "--requeue", letter["id"]))
+    deadline = time.monotonic() + 90
+    again: list[dict] = []
+    while time.monotonic() < deadline and not again:
+        again = [d for d in dead_letters(stack) if task_id in json.dumps(d["payload"])]
+        time.sleep(0.5)
+    assert [d["delivery_count"] for d in again] == [6], again  # 3 more attempts, counted on from 3
+    assert again[0]["id"] != letter["id"]
+    assert trace(stack, task_id)["tree"]["delivery_count"] == 6
+
+    refused = cli(stack, "dlq", "--drop", again[0]["id"])  # no terminal to confirm on: not dropped
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    ok(cli(stack, "dlq", "--drop", again[0]["id"], "--yes"))
+    assert not [d for d in dead_letters(stack) if task_id in json.dumps(d["payload"])]
+    unknown = cli(stack, "dlq", "--requeue", "nope")
+    assert unknown.returncode == 2 and "no dead letter" in unknown.stderr
+
+
+def test_requeue_all_sends_every_dead_letter_back(stack: Path) -> None:
+    ids = [send(stack, "validator", {"report": "r", "simulate": {"raise": f"bad {i}"}})["task_id"] for i in range(2)]
+    assert all(any(t in json.dumps(d["payload"]) for d in dead_letters(stack)) for t in ids)
+    out = ok(cli(stack, "dlq", "--requeue-all"))
+    assert "sent back" in out
+    deadline = time.monotonic() + 90
+    counts: dict[str, list[int]] = {}
+    while time.monotonic() < deadline:
+        letters = dead_letters(stack)
+        counts = {t: [d["delivery_count"] for d in letters if t in json.dumps(d["payload"])] for t in ids}
+        if all(c == [6] for c in counts.values()):
+            break
+        time.sleep(0.5)
+    assert all(c == [6] for c in counts.values()), counts

@@ -15,6 +15,7 @@ from sandbox.protocol import KAFKA_DLQ, KAFKA_RESPONSES, KAFKA_TASKS_PREFIX, kaf
 
 log = logging.getLogger("sandbox.bus.kafka")
 T = TypeVar("T")
+SKIP = "skip"  # the DLQ header of a record that drops the dead letter it names
 
 
 class KafkaInspector:
@@ -129,7 +130,8 @@ class KafkaInspector:
             record.topic, kind, record.value or b"", record.timestamp / 1000.0, f"{record.partition}:{record.offset}"
         )
         if kind == "dlq":
-            message.status = "dead: " + header(record.headers, "reason")
+            skip = header(record.headers, SKIP)
+            message.status = f"dropped {skip}" if skip else "dead: " + header(record.headers, "reason")
         return message
 
     @unavailable
@@ -143,25 +145,33 @@ class KafkaInspector:
             starts = await consumer.beginning_offsets(partitions)
             for tp in partitions:
                 consumer.seek(tp, max(starts[tp], ends[tp] - limit))
-            letters = [
-                DeadLetter(
+            letters, skipped = [], set()
+            async for r in self.client.records_until(consumer, ends):
+                if skip := header(r.headers, SKIP):  # a log keeps every record: this one says "gone"
+                    skipped.add(skip)
+                    continue
+                letters.append(DeadLetter(
                     id=f"{r.partition}:{r.offset}",
                     source=header(r.headers, "source"),
                     reason=header(r.headers, "reason"),
                     delivery_count=int(header(r.headers, "delivery_count", "0") or 0),
                     raw=r.value or b"",
                     timestamp=r.timestamp / 1000.0,
-                )
-                async for r in self.client.records_until(consumer, ends)
-            ]
-            return list(reversed(letters))[:limit]
+                ))
+            return [d for d in reversed(letters) if d.id not in skipped][:limit]
         finally:
             await consumer.stop()
 
     @unavailable
     async def requeue_dead_letter(self, dead: DeadLetter) -> None:
-        # A Kafka log cannot delete one record: the replayed copy is what counts.
+        # A Kafka log cannot delete one record: the replayed copy is what counts, and a skip record hides it.
         await self.client.send(dead.source, dead.raw, None, headers(requeued_from=dead.id))
+        await self.drop_dead_letter(dead)
+
+    @unavailable
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        """An empty record on the DLQ with header skip=<partition:offset>: dead_letters leaves that one out."""
+        await self.client.send(KAFKA_DLQ, b"", None, headers(**{SKIP: dead.id}))
 
     async def _wait_group_empty(self, group: str, topic: str, timeout: float = 30.0) -> None:
         """Commits from outside the group are refused while it has members: wait for the last to go.

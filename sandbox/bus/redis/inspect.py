@@ -142,6 +142,10 @@ class RedisInspector:
         await pipe.execute()
 
     @unavailable
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        await self.client.redis.xdel(REDIS_DLQ, dead.id)
+
+    @unavailable
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int:
         redis = self.client.redis
         stream, group, me = redis_stream(agent), redis_group(agent), MIGRATOR
