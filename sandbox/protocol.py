@@ -292,6 +292,17 @@ def earlier_deliveries(payload: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def without_earlier_deliveries(task: Task) -> Task:
+    """The task as it was first sent: a handler does not see the count a requeue added."""
+    payload = task.payload
+    meta = payload.get(SANDBOX_META) if isinstance(payload, dict) else None
+    if not isinstance(meta, dict) or "earlier_deliveries" not in meta:
+        return task
+    rest = {k: v for k, v in meta.items() if k != "earlier_deliveries"}
+    cleaned = {k: v for k, v in payload.items() if k != SANDBOX_META} | ({SANDBOX_META: rest} if rest else {})
+    return Task(agent_name=task.agent_name, payload=cleaned, task_id=task.task_id, created_at=task.created_at)
+
+
 def with_earlier_deliveries(raw: bytes, count: int) -> bytes:
     """A dead task's bytes, carrying its delivery count so the count goes on after a requeue.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sandbox.bus.base import Handler, MessageTooLarge
 from sandbox.bus.reconnect import Backoff, BrokerWatch
-from sandbox.protocol import Response, Task, earlier_deliveries
+from sandbox.protocol import Response, Task, earlier_deliveries, without_earlier_deliveries
 
 log = logging.getLogger("sandbox.bus")
 
@@ -45,6 +45,7 @@ async def answer(handler: Handler, task: Task, delivery_count: int, max_deliveri
     """
     # A requeued dead letter goes on counting from where it stopped, with a fresh budget.
     earlier = earlier_deliveries(task.payload)
+    task = without_earlier_deliveries(task)
     count, delay, limit = delivery_count + earlier, 0.05, max_deliveries + earlier
     while True:
         if count > limit:  # e.g. a task that crashed workers again and again

@@ -16,6 +16,7 @@ from textual.logging import TextualHandler
 from sandbox.config import Settings
 from sandbox.runtime.base import Runtime
 from sandbox.tui.commands import SandboxCommands
+from sandbox.tui.dead_letters_view import DeadLettersView
 from sandbox.tui.help_screen import HelpScreen, Sections
 from sandbox.tui.live_lines import LiveLines
 from sandbox.tui.logs_view import LogsView
@@ -67,6 +68,7 @@ class SandboxApp(App[None]):
             ("Send", [SendPanel]),
             ("Logs", [LogsView]),
             ("Messages", [MessagesView, LiveLines]),
+            ("Dead letters", [DeadLettersView]),
         ]
 
     def action_help(self) -> None:

@@ -19,6 +19,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from sandbox.protocol import other_backend
 from sandbox.switch import PendingTasks
 from sandbox.tui.formatting import fmt_seconds
+from sandbox.tui.dead_letters_view import DeadLettersView
 from sandbox.tui.header_bar import HeaderBar
 from sandbox.tui.logs_view import LogsView
 from sandbox.tui.messages_view import MessagesView
@@ -31,7 +32,8 @@ from sandbox.tui.switch_dialog import FORCE, MIGRATE, SwitchDialog
 from sandbox.tui.trace_screen import open_trace
 
 # Each tab's panel; `focus_content()` puts the focus where its keys work.
-TAB_PANELS = {"send": SendPanel, "logs": LogsView, "messages": MessagesView, "queues": QueuesView}
+TAB_PANELS = {"send": SendPanel, "logs": LogsView, "messages": MessagesView, "queues": QueuesView,
+              "dlq": DeadLettersView}
 TABS = tuple(TAB_PANELS)
 
 
@@ -42,6 +44,7 @@ class MainScreen(Screen[None]):
         Binding("2", "show_tab('logs')", "Logs", show=False),
         Binding("3", "show_tab('messages')", "Messages", show=False),
         Binding("4", "show_tab('queues')", "Queues", show=False),
+        Binding("5", "show_tab('dlq')", "Dead letters", show=False),
         # From anywhere, not only from inside the form: the Send tab comes up and sends.
         Binding("ctrl+s", "send_task", "Send", show=False),
         Binding("t", "trace", "Trace", tooltip="Trace the task of the Messages / Send-history row under the cursor"),
@@ -59,6 +62,8 @@ class MainScreen(Screen[None]):
                 yield MessagesView(id="messages")
             with TabPane("4 Queues", id="queues-tab"):
                 yield QueuesView(id="queues")
+            with TabPane("5 Dead letters", id="dlq-tab"):
+                yield DeadLettersView(id="dlq")
         yield Footer()
 
     def action_send_task(self) -> None:
@@ -131,6 +136,7 @@ class MainScreen(Screen[None]):
         self.query_one(SendPanel).load_agents()
         self.query_one(MessagesView).start_tap()
         self.query_one(QueuesView).start_refresh()
+        self.query_one(DeadLettersView).start_refresh()
         self.query_one(ServicesPanel).poll()
 
     # -- backend switch ----------------------------------------------------------

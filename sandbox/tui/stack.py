@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sandbox.bus import Bus, BusUnavailable, QueueStats, TapMessage, make_bus
+from sandbox.bus import Bus, BusUnavailable, DeadLetter, QueueStats, TapMessage, make_bus
 from sandbox.config import Settings, mask
 from sandbox.protocol import Response
 from sandbox.bus.presence import known_agents
@@ -155,6 +155,15 @@ class Stack:
 
     def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
         return self.need_bus().tap(last=last)
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        return await self.need_bus().dead_letters(limit)
+
+    async def requeue_dead_letter(self, dead: DeadLetter) -> None:
+        await self.need_bus().requeue_dead_letter(dead)
+
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        await self.need_bus().drop_dead_letter(dead)
 
     async def trace(self, task_id: str) -> Trace:
         """What happened to a task: broker history, every worker replica's log, the responses."""

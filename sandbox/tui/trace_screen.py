@@ -100,6 +100,12 @@ def selected_task_id(focused: Widget | None) -> str | None:
         if item is None and focused.row_count:  # no cursor yet: the newest line
             item = focused.items()[-1]
         return getattr(item, "task_id", None)
+    from sandbox.tui.dead_letters_view import DeadLettersView, task_id_of
+
+    view = focused.parent if focused is not None else None
+    if isinstance(view, DeadLettersView):
+        letter = view.selected
+        return task_id_of(letter) if letter is not None else None
     if isinstance(focused, TaskHistory) and focused.row_count:
         key = focused.coordinate_to_cell_key(focused.cursor_coordinate).row_key.value
         task = focused.tasks.get(key or "")
@@ -112,7 +118,7 @@ def open_trace(screen: ModalScreen | object) -> None:
     app = getattr(screen, "app")
     task_id = selected_task_id(app.focused)
     if task_id is None:
-        app.notify("Put the cursor on a Messages row or a Send-history row with a task id, then press t",
+        app.notify("Put the cursor on a Messages, Send-history or Dead-letters row with a task id, then press t",
                    severity="warning", timeout=4)
         return
     app.push_screen(TraceScreen(task_id))

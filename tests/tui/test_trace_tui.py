@@ -74,3 +74,40 @@ async def test_t_traces_a_coordinator_task_live_from_messages_and_from_history(l
         await until(lambda: screen.trace is not None and screen.trace.finished, "the finished trace", 30)
         assert [c.agent for c in screen.trace.root.children] == list(SUBS)
         assert not errors(app), errors(app)
+
+
+@pytest.mark.timeout(600)
+async def test_a_poison_task_in_the_dead_letters_tab_requeue_and_drop(live_runtime) -> None:  # noqa: F811
+    from sandbox.tui.confirm_dialog import ConfirmDialog
+    from sandbox.tui.dead_letters_view import DeadLettersView, task_id_of
+
+    app = SandboxApp(live_runtime, live_runtime.settings, backend="redis")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(lambda: app.stack.bus is not None, "the stack up", 240)
+        await until(lambda: app.main.query_one(SendPanel).query_one("#send-agent", Select).value != Select.BLANK,
+                    "agents loaded", 60)
+        await send_inputs(pilot, "researcher", '{"query": "x", "simulate": {"raise": "poison in the tab"}}')
+        history = app.main.query_one(SendPanel).query_one(TaskHistory)
+        sent = list(history.tasks.values())[-1]
+        await until(lambda: sent.state != "pending", "the error answer", 60)
+        await pilot.press("5")
+        view = app.main.query_one(DeadLettersView)
+
+        def mine() -> list:
+            return [d for d in view.letters.values() if task_id_of(d) == sent.task_id]
+
+        [letter] = await until(mine, "the poison task in Dead letters", 30)
+        assert "poison in the tab" in letter.reason and letter.delivery_count == 5
+        row = str(view.table.get_row(letter.id))
+        assert "researcher" in row and "poison in the tab" in row
+        view.table.focus()
+        view.table.move_cursor(row=view.table.get_row_index(letter.id))
+        await pilot.press("r")
+        again = await until(lambda: [d for d in mine() if d.id != letter.id], "it lands again", 60)
+        assert again[0].delivery_count == 10 and letter.id not in view.letters
+        view.table.move_cursor(row=view.table.get_row_index(again[0].id))
+        await pilot.press("d")
+        dialog = await until(lambda: isinstance(app.screen, ConfirmDialog) and app.screen, "the confirm dialog", 10)
+        await pilot.press("y")
+        await until(lambda: not isinstance(app.screen, ConfirmDialog) and not mine(), "dropped", 30)
+        assert dialog is not None and not errors(app), errors(app)
