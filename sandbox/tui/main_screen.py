@@ -29,6 +29,7 @@ from sandbox.tui.send_panel import SendPanel
 from sandbox.tui.services_panel import ServicesPanel
 from sandbox.tui.stack import Stack, stack_of
 from sandbox.tui.switch_dialog import FORCE, MIGRATE, SwitchDialog
+from sandbox.tui.resend import resend_selected
 from sandbox.tui.trace_screen import open_trace
 
 # Each tab's panel; `focus_content()` puts the focus where its keys work.
@@ -48,6 +49,7 @@ class MainScreen(Screen[None]):
         # From anywhere, not only from inside the form: the Send tab comes up and sends.
         Binding("ctrl+s", "send_task", "Send", show=False),
         Binding("t", "trace", "Trace", tooltip="Trace the task of the Messages / Send-history row under the cursor"),
+        Binding("a", "resend", "Again", tooltip="Send the selected row's task again as a new task"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -72,6 +74,9 @@ class MainScreen(Screen[None]):
 
     def action_trace(self) -> None:
         open_trace(self)
+
+    def action_resend(self) -> None:
+        resend_selected(self)
 
     _launched = False  # the launch finished (well or not): outages are news from now on
 

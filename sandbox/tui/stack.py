@@ -11,12 +11,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sandbox.bus import Bus, BusUnavailable, DeadLetter, QueueStats, TapMessage, make_bus
+from sandbox.bus import Bus, BusError, BusUnavailable, DeadLetter, QueueStats, TapMessage, make_bus
 from sandbox.config import Settings, mask
 from sandbox.protocol import Response
 from sandbox.bus.presence import known_agents
 from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
 from sandbox.switch import SwitchReport, count_pending, switch_backend
+from sandbox.resend import Original, find_original
 from sandbox.trace import Trace, collect
 
 Progress = Callable[[str], None]
@@ -164,6 +165,13 @@ class Stack:
 
     async def drop_dead_letter(self, dead: DeadLetter) -> None:
         await self.need_bus().drop_dead_letter(dead)
+
+    async def resend(self, task_id: str, timeout: float = 60.0) -> tuple[Original, Response]:
+        """The task (or dead letter) `task_id` names, sent again as a new task to the same agent."""
+        original = await find_original(self.need_bus(), task_id)
+        if original is None:
+            raise BusError(f"task {task_id} is not on the broker any more")
+        return original, await self.need_bus().request(original.agent, original.payload, timeout=timeout)
 
     async def trace(self, task_id: str) -> Trace:
         """What happened to a task: broker history, every worker replica's log, the responses."""

@@ -170,3 +170,24 @@ def test_requeue_all_sends_every_dead_letter_back(stack: Path) -> None:
             break
         time.sleep(0.5)
     assert all(c == [6] for c in counts.values()), counts
+
+
+def test_resend_gives_a_new_task_id_and_its_answer_edit_too(stack: Path) -> None:
+    first = send(stack, "researcher", {"query": "again"})
+    again = json.loads(ok(cli(stack, "resend", first["task_id"], "--json")))
+    assert again["task_id"] != first["task_id"] and again["status"] == "success"
+    assert again["result"]["query"] == "again"
+    editor = stack / "editor.sh"  # $EDITOR: rewrites the payload in place
+    editor.write_text("#!/bin/sh\nsed -i 's/again/edited/' \"$1\"\n")
+    editor.chmod(0o755)
+    env = {**cli_env(), "EDITOR": str(editor)}
+    edited = subprocess.run([sys.executable, "-m", "sandbox.cli", "resend", first["task_id"], "--edit", "--json"],
+                            cwd=stack, env=env, capture_output=True, text=True, timeout=120)
+    assert edited.returncode == 0, edited.stderr
+    assert json.loads(edited.stdout)["result"]["query"] == "edited"
+    unknown = cli(stack, "resend", "00000000-0000-4000-8000-000000000000")
+    assert unknown.returncode == 2 and "unknown task" in unknown.stderr
+    poison = send(stack, "researcher", {"query": "p", "simulate": {"raise": "again and again"}})
+    [letter] = [d for d in dead_letters(stack) if poison["task_id"] in json.dumps(d["payload"])]
+    from_dlq = cli(stack, "resend", letter["id"], "--json")
+    assert from_dlq.returncode == 1 and json.loads(from_dlq.stdout)["task_id"] != poison["task_id"]

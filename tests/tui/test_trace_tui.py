@@ -111,3 +111,29 @@ async def test_a_poison_task_in_the_dead_letters_tab_requeue_and_drop(live_runti
         await pilot.press("y")
         await until(lambda: not isinstance(app.screen, ConfirmDialog) and not mine(), "dropped", 30)
         assert dialog is not None and not errors(app), errors(app)
+
+
+@pytest.mark.timeout(600)
+async def test_a_resends_a_messages_row_as_a_new_task(live_runtime) -> None:  # noqa: F811
+    from tests.tui.test_app_live import notes
+
+    app = SandboxApp(live_runtime, live_runtime.settings, backend="redis")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(lambda: app.stack.bus is not None, "the stack up", 240)
+        await until(lambda: app.main.query_one(SendPanel).query_one("#send-agent", Select).value != Select.BLANK,
+                    "agents loaded", 60)
+        await send_inputs(pilot, "analyzer", '{"facts": ["a", "bb"]}')
+        messages = app.main.query_one(MessagesView)
+        row = await until(lambda: next((m for m in messages.live.items()
+                                        if m.kind == "task" and m.agent == "analyzer"), None), "the task", 60)
+        await pilot.press("3")
+        live = messages.query_one(LiveLines)
+        live.focus()
+        live.cursor = next(i for i, (_, m) in enumerate(live._rows) if m is row)
+        await pilot.press("a")
+        note = await until(lambda: next((n for n in notes(app) if n.startswith("Sent again to analyzer")), None),
+                           "the resend answered", 60)
+        new_id = note.split(" as ")[1].split(":")[0]
+        assert new_id != row.task_id and note.endswith("success")
+        await until(lambda: any(m.task_id == new_id and m.kind == "response" for m in messages.live.items()),
+                    "the new task's answer in Messages", 30)
