@@ -146,7 +146,8 @@ class Inspector(Protocol):
     """Looking at the broker without consuming (each backend's inspect.py); the Bus methods say what each does."""
 
     async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]: ...
-    def tap(self, last: int = 0) -> AsyncIterator[TapMessage]: ...
+    def tap(self, last: int = 0, since: float | None = None,
+            at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]: ...
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
     async def history(self, last: int) -> list[TapMessage]: ...
     async def requeue_dead_letter(self, dead: DeadLetter) -> None: ...
@@ -352,9 +353,14 @@ class Bus(abc.ABC):
     async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]:
         return await self.inspector.queue_stats(agents)
 
-    def tap(self, *, last: int = 0) -> AsyncIterator[TapMessage]:
-        """Every message on the broker from now on (and the last N before), read-only."""
-        return self.inspector.tap(last)
+    def tap(self, *, last: int = 0, since: float | None = None,
+            at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        """Every message on the broker from now on (and the last N before), read-only.
+
+        `since` (epoch seconds): start at that time instead; `at` = (topic or stream, position):
+        that one from a Kafka "partition:offset" or a Redis stream id on, the others from now.
+        """
+        return self.inspector.tap(last, since, at)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.inspector.dead_letters(limit)

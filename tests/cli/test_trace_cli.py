@@ -191,3 +191,22 @@ def test_resend_gives_a_new_task_id_and_its_answer_edit_too(stack: Path) -> None
     [letter] = [d for d in dead_letters(stack) if poison["task_id"] in json.dumps(d["payload"])]
     from_dlq = cli(stack, "resend", letter["id"], "--json")
     assert from_dlq.returncode == 1 and json.loads(from_dlq.stdout)["task_id"] != poison["task_id"]
+
+
+def test_watch_from_returns_the_messages_after_that_time_and_none_earlier(stack: Path) -> None:
+    before = send(stack, "researcher", {"query": "before"})["task_id"]
+    time.sleep(1.5)
+    cut = time.time()
+    time.sleep(0.5)
+    after = send(stack, "researcher", {"query": "after"})["task_id"]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(cut))
+    channel = "laddr.tasks.researcher" if "kafka" in stack.name else "laddr:tasks:researcher"
+    for since in (stamp, f"{max(1, int(time.time() - cut + 1))}s"):
+        out = ok(cli(stack, "watch", channel, "--from", since, "--json", "--count", "1", timeout=60))
+        docs = [json.loads(line) for line in out.splitlines()]
+        assert docs[0]["task_id"] == after, (since, docs)
+        assert before not in out
+    bad = cli(stack, "watch", "--from", "yesterday-ish")
+    assert bad.returncode == 2 and "--from" in bad.stderr
+    bad = cli(stack, "watch", "--offset", "0:1")
+    assert bad.returncode == 2 and "--offset" in bad.stderr

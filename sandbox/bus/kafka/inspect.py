@@ -54,12 +54,23 @@ class KafkaInspector:
         stats.consumers = await self.client.members(group, topic)
         return stats
 
-    async def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
-        """Every partition of every laddr.* topic (but the registry), from the end."""
+    async def tap(self, last: int = 0, since: float | None = None,
+                  at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        """Every partition of every laddr.* topic (but the registry), from the end (or a time, or an offset)."""
         consumer = self.client.consumer(fetch_max_wait_ms=100)
         await consumer.start()
         try:
             assigned = await self._tap_assign(consumer, set(), last)
+            if since is not None:  # offsets-for-times; a partition with nothing newer starts at its end
+                found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in assigned})
+                ends = await consumer.end_offsets(sorted(assigned))
+                for tp in assigned:
+                    consumer.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
+            if at is not None:
+                partition, _, offset = at[1].partition(":")
+                for tp in assigned:
+                    if tp.topic == at[0] and str(tp.partition) == partition:
+                        consumer.seek(tp, int(offset))
             if last > 0:
                 for message in await self._tap_replay(consumer, assigned, last):
                     yield message

@@ -18,6 +18,12 @@ T = TypeVar("T")
 MIGRATOR = "laddr-sandbox-migrator"  # the consumer name drain_pending claims with
 
 
+def just_before(entry_id: str) -> str:
+    """The XREAD position that returns `entry_id` itself (XREAD is exclusive)."""
+    ms, seq = id_key(entry_id)
+    return f"{ms}-{seq - 1}" if seq > 0 else f"{max(0, ms - 1)}-{2**64 - 1}"
+
+
 class RedisInspector:
     """The Bus's inspection and migration methods on Redis (base.Inspector)."""
 
@@ -59,12 +65,15 @@ class RedisInspector:
             )
         return stats
 
-    async def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
-        """XREAD over every task stream, the response history and the DLQ."""
+    async def tap(self, last: int = 0, since: float | None = None,
+                  at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        """XREAD over every task stream, the response history and the DLQ (stream ids are times)."""
         streams = [*await self.channels(), REDIS_RESPONSES_STREAM, REDIS_DLQ]
         positions: dict[str, str] = {}
         for name in streams:
-            positions[name] = await self._last_id(name)
+            positions[name] = await self._last_id(name) if since is None else f"{max(0, int(since * 1000) - 1)}-{2**64 - 1}"
+        if at is not None:
+            positions[at[0]] = just_before(at[1])
         if last > 0:
             for message in await self._replay(streams, last):
                 yield message
