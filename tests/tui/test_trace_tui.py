@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import pytest
 from textual.widgets import Select, TextArea
 
@@ -14,6 +16,29 @@ from sandbox.tui.trace_screen import TraceScreen
 from tests.tui.test_app_live import errors, live_runtime, until  # noqa: F401  (live_runtime: a fixture)
 
 SUBS = ("researcher", "analyzer", "writer", "validator")
+
+
+async def cursor_on_task(pilot, agent: str):
+    """The Messages tab up, its cursor on the newest task for `agent`; returns that message."""
+    messages = pilot.app.main.query_one(MessagesView)
+    row = await until(lambda: next((m for m in reversed(messages.live.items())
+                                    if m.kind == "task" and m.agent == agent), None), f"{agent}'s task", 60)
+    await pilot.press("3")
+    live = messages.query_one(LiveLines)
+    live.focus()
+    live.cursor = next(i for i, (_, m) in enumerate(live._rows) if m is row)
+    return row
+
+
+@asynccontextmanager
+async def running(live_runtime, backend: str = "redis", size: tuple[int, int] = (160, 45)):  # noqa: F811
+    """The app on a live stack, up and with its agents loaded: yields the Pilot."""
+    app = SandboxApp(live_runtime, live_runtime.settings, backend=backend)
+    async with app.run_test(size=size) as pilot:
+        await until(lambda: app.stack.bus is not None, "the stack up", 240)
+        await until(lambda: app.main.query_one(SendPanel).query_one("#send-agent", Select).value != Select.BLANK,
+                    "agents loaded", 60)
+        yield pilot
 
 
 async def send_inputs(pilot, agent: str, inputs: str) -> None:
@@ -30,21 +55,11 @@ async def send_inputs(pilot, agent: str, inputs: str) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("backend", ["redis", "kafka"])
 async def test_t_traces_a_coordinator_task_live_from_messages_and_from_history(live_runtime, backend) -> None:  # noqa: F811
-    app = SandboxApp(live_runtime, live_runtime.settings, backend=backend)
-    async with app.run_test(size=(200, 50)) as pilot:
-        await until(lambda: app.stack.bus is not None, "the stack up", 240)
-        await until(lambda: app.main.query_one(SendPanel).query_one("#send-agent", Select).value != Select.BLANK,
-                    "agents loaded", 60)
+    async with running(live_runtime, backend, (200, 50)) as pilot:
+        app = pilot.app
         await send_inputs(pilot, "coordinator", '{"query": "slow trace", "simulate": {"delay_ms": 8000}}')
-        messages = app.main.query_one(MessagesView)
-        row = await until(lambda: next((m for m in messages.live.items()
-                                        if m.kind == "task" and m.agent == "coordinator"), None),
-                          "the coordinator's task in Messages", 60)
         # -- t on the Messages row while the task runs: it fills in ----------------------------
-        await pilot.press("3")
-        live = messages.query_one(LiveLines)
-        live.focus()
-        live.cursor = next(i for i, (_, m) in enumerate(live._rows) if m is row)
+        row = await cursor_on_task(pilot, "coordinator")
         await pilot.press("t")
         screen = await until(lambda: isinstance(app.screen, TraceScreen) and app.screen, "the trace screen", 10)
         assert screen.task_id == row.task_id
@@ -81,11 +96,8 @@ async def test_a_poison_task_in_the_dead_letters_tab_requeue_and_drop(live_runti
     from sandbox.tui.confirm_dialog import ConfirmDialog
     from sandbox.tui.dead_letters_view import DeadLettersView, task_id_of
 
-    app = SandboxApp(live_runtime, live_runtime.settings, backend="redis")
-    async with app.run_test(size=(160, 45)) as pilot:
-        await until(lambda: app.stack.bus is not None, "the stack up", 240)
-        await until(lambda: app.main.query_one(SendPanel).query_one("#send-agent", Select).value != Select.BLANK,
-                    "agents loaded", 60)
+    async with running(live_runtime) as pilot:
+        app = pilot.app
         await send_inputs(pilot, "researcher", '{"query": "x", "simulate": {"raise": "poison in the tab"}}')
         history = app.main.query_one(SendPanel).query_one(TaskHistory)
         sent = list(history.tasks.values())[-1]
@@ -117,19 +129,11 @@ async def test_a_poison_task_in_the_dead_letters_tab_requeue_and_drop(live_runti
 async def test_a_resends_a_messages_row_as_a_new_task(live_runtime) -> None:  # noqa: F811
     from tests.tui.test_app_live import notes
 
-    app = SandboxApp(live_runtime, live_runtime.settings, backend="redis")
-    async with app.run_test(size=(160, 45)) as pilot:
-        await until(lambda: app.stack.bus is not None, "the stack up", 240)
-        await until(lambda: app.main.query_one(SendPanel).query_one("#send-agent", Select).value != Select.BLANK,
-                    "agents loaded", 60)
+    async with running(live_runtime) as pilot:
+        app = pilot.app
         await send_inputs(pilot, "analyzer", '{"facts": ["a", "bb"]}')
+        row = await cursor_on_task(pilot, "analyzer")
         messages = app.main.query_one(MessagesView)
-        row = await until(lambda: next((m for m in messages.live.items()
-                                        if m.kind == "task" and m.agent == "analyzer"), None), "the task", 60)
-        await pilot.press("3")
-        live = messages.query_one(LiveLines)
-        live.focus()
-        live.cursor = next(i for i, (_, m) in enumerate(live._rows) if m is row)
         await pilot.press("a")
         note = await until(lambda: next((n for n in notes(app) if n.startswith("Sent again to analyzer")), None),
                            "the resend answered", 60)
