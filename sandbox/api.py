@@ -26,6 +26,7 @@ from sandbox.bus.presence import known_agents
 from sandbox.bus.reconnect import Backoff
 from sandbox.config import ConfigError, Settings, load_settings
 from sandbox.laddr_compat import matching_note
+from sandbox.program import run_program
 from sandbox.protocol import AGENT_NAME_RE, Response
 
 log = logging.getLogger("sandbox.api")
@@ -237,18 +238,11 @@ def main() -> int:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        app = create_app(settings)
-        uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=os.environ.get("LOG_LEVEL", "info").lower())
-    except BusUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def serve(settings: Settings) -> None:
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                    log_level=os.environ.get("LOG_LEVEL", "info").lower())
+
+    return run_program(load_settings, serve, bad_input=(ConfigError,), failed=(BusUnavailable,))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 MAX_REPLICAS = 64  # per worker service, on one machine
+MAX_KAFKA_BROKERS = 5  # each node is a JVM of up to 384 MB
 # A Laddr project's .env sets these for its own Compose stack; the sandbox's stack has its own.
 PROJECT_OWNED = ("QUEUE_BACKEND", "REDIS_URL", "KAFKA_BOOTSTRAP", "API_HOST", "API_PORT")
 
@@ -50,6 +51,7 @@ class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     kafka_partitions: int = 6
+    kafka_brokers: int = 1  # the local/Compose stack's KRaft nodes: 3 shows replication and failover
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     agents_dir: Path | None = None  # None: the bundled agents_examples
     # A user's Laddr project (`laddr init`): its agents' own workers run instead of the examples.
@@ -150,12 +152,13 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
     bootstrap = check_bootstrap(values.get("KAFKA_BOOTSTRAP") or DEFAULT_KAFKA_BOOTSTRAP)
     check_scales(values)
     agents_dir = values.get("LADDR_AGENTS_DIR")
-    project, agents = _project(values.get("LADDR_PROJECT"))
+    project, agents, project_notes = _project(values.get("LADDR_PROJECT"))
     return Settings(
         queue_backend=check_backend(values.get("QUEUE_BACKEND") or "redis"),
         redis_url=redis_url,
         kafka_bootstrap=bootstrap,
         kafka_partitions=_int(values, "KAFKA_PARTITIONS", 6, 1, 1000),
+        kafka_brokers=_int(values, "KAFKA_BROKERS", 1, 1, MAX_KAFKA_BROKERS),
         kafka_security=KafkaSecurity(
             protocol=(values.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
             sasl_mechanism=values.get("KAFKA_SASL_MECHANISM") or None,
@@ -176,7 +179,7 @@ def load_settings(env_file: str | Path | None = None, environ: Mapping[str, str]
         max_deliveries=_int(values, "LADDR_MAX_DELIVERIES", 5, 1, 1000),
         heartbeat_s=float(_int(values, "LADDR_HEARTBEAT_MS", 5000, 100)) / 1000.0,
         env_file=path,
-        notes=notes,
+        notes=tuple(dict.fromkeys((*notes, *project_notes))),
     )
 
 
@@ -206,24 +209,26 @@ def check_scales(values: Mapping[str, str]) -> None:
             _int(values, key, 1, 0, MAX_REPLICAS)
 
 
-def _project(folder: str | None) -> tuple[Path | None, tuple[str, ...]]:
+def _project(folder: str | None) -> tuple[Path | None, tuple[str, ...], tuple[str, ...]]:
+    """The project's folder, its agents, and what to say about its .env."""
     if not folder:
-        return None, AGENTS
+        return None, AGENTS, ()
     from sandbox.project import LaddrProject, ProjectError
 
     try:
         project = LaddrProject.open(folder)
     except ProjectError as exc:
         raise ConfigError(f"LADDR_PROJECT: {exc}") from None
-    return project.root, project.agent_names
+    _, notes = read_sandbox_env(project.env_file)
+    return project.root, project.agent_names, notes
 
 
 def with_project(settings: Settings, folder: str | Path | None) -> Settings:
     """Settings for `--project DIR` (None keeps what .env / LADDR_PROJECT said)."""
     if folder is None:
         return settings
-    project, agents = _project(str(folder))
-    return replace(settings, project=project, agents=agents)
+    project, agents, notes = _project(str(folder))
+    return replace(settings, project=project, agents=agents, notes=tuple(dict.fromkeys((*settings.notes, *notes))))
 
 
 def scale_from_env(values: Mapping[str, str], agents: tuple[str, ...] = AGENTS) -> dict[str, int]:

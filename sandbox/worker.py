@@ -19,6 +19,7 @@ import time
 from sandbox.agents import Agent, AgentContext, AgentFailed, AgentNotFound, agents_dir, inputs_of, load_agent
 from sandbox.bus import Bus, BusError, make_bus
 from sandbox.config import ConfigError, Settings, load_settings
+from sandbox.program import run_program
 from sandbox.protocol import AgentInfo, Response, Task
 
 log = logging.getLogger("sandbox.worker")
@@ -152,18 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
-    try:  # bad configuration or agent: exit 2 with one line
+    def prepare() -> tuple[Agent, Settings]:
         settings = load_settings()
-        agent = load_agent(argv[0], agents_dir(settings.agents_dir))
-    except (ConfigError, AgentNotFound, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:  # anything else is a bug and keeps its traceback (supervisor restarts the worker)
-        asyncio.run(run_worker(agent, settings))
-    except BusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return load_agent(argv[0], agents_dir(settings.agents_dir)), settings
+
+    return run_program(prepare, lambda loaded: asyncio.run(run_worker(*loaded)),
+                       bad_input=(ConfigError, AgentNotFound, ValueError), failed=(BusError,))
 
 
 if __name__ == "__main__":

@@ -84,11 +84,19 @@ def test_secrets_are_masked(key: str, value: str, shown: str) -> None:
         ("REDIS_URL", "redis://127.0.0.1:notaport/0"),
         ("SCALE_RESEARCHER_WORKER", "-3"),
         ("SCALE_SUMMARIZER_WORKER", "many"),
+        ("KAFKA_BROKERS", "0"),
+        ("KAFKA_BROKERS", "6"),
+        ("KAFKA_BROKERS", "three"),
     ],
 )
 def test_bad_addresses_and_counts_are_refused_naming_the_key(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_settings(environ={key: value, "LADDR_ENV_FILE": ""})
+
+
+def test_kafka_brokers_defaults_to_one_and_takes_1_to_5() -> None:
+    assert load_settings(environ={"LADDR_ENV_FILE": ""}).kafka_brokers == 1
+    assert load_settings(environ={"KAFKA_BROKERS": "3", "LADDR_ENV_FILE": ""}).kafka_brokers == 3
 
 
 def test_good_addresses_pass() -> None:

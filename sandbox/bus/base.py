@@ -13,7 +13,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import orjson
 
@@ -21,6 +21,9 @@ from sandbox.config import Settings
 from sandbox.bus.waiters import ResponseWaiters, with_job_id
 from sandbox.protocol import (AgentInfo, DecodeError, Response, Task, agent_of_channel, asked, decode_task, job_id_of,
                               with_earlier_deliveries)
+
+if TYPE_CHECKING:  # a plain dataclass; the Kafka bus fills it
+    from sandbox.bus.kafka.health import PartitionHealth
 
 # A handler gets the task and how many times it has been delivered (1 = first
 # time) and returns the response to publish. The bus acknowledges the task only
@@ -112,8 +115,13 @@ class DeadLetter:
     timestamp: float
 
 
-def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, position: str) -> TapMessage:
-    """A tap line from raw bytes: whatever decodes is shown, nothing is required."""
+def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, position: str,
+                     task_id: str | None = None) -> TapMessage:
+    """A tap line from raw bytes: whatever decodes is shown, nothing is required.
+
+    `task_id`: where the place names the task (a Redis response channel). A response that
+    names no task at all (Laddr 0.9.6 on Kafka) is shown as unmatched.
+    """
     doc: dict[str, Any] | None
     try:
         loaded = orjson.loads(raw)
@@ -122,14 +130,16 @@ def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, posi
         doc = None
     message = TapMessage(channel=channel, kind=kind, timestamp=timestamp, raw=raw, doc=doc, position=position)
     if doc is not None:
-        task_id = doc.get("task_id")
-        message.task_id = task_id if isinstance(task_id, str) else None
+        inside = doc.get("task_id")
+        message.task_id = inside if isinstance(inside, str) and inside else task_id
         if kind == "task" and "payload" in doc:  # what was asked; `raw` keeps the wire bytes
-            doc["payload"] = asked(doc["payload"], task_id)
+            doc["payload"] = asked(doc["payload"], message.task_id)
         agent = doc.get("agent_name") or doc.get("agent")
         message.agent = agent if isinstance(agent, str) else agent_of_channel(channel)
         status = doc.get("status")
         message.status = status if isinstance(status, str) else ("queued" if kind == "task" else None)
+        if kind == "response" and message.task_id is None:
+            message.status = f"unmatched ({message.status or 'no status'}): no task id"
     else:
         message.agent = agent_of_channel(channel)
         message.status = "undecodable" if kind != "dlq" else None
@@ -352,6 +362,10 @@ class Bus(abc.ABC):
     # -- inspection and migration: the backend's inspector (its inspect.py) ---
     async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]:
         return await self.inspector.queue_stats(agents)
+
+    async def partition_health(self, agents: Iterable[str]) -> list[PartitionHealth]:
+        """Leader and in-sync replicas of each partition of the agents' queues (Kafka; Redis: none)."""
+        return []
 
     def tap(self, *, last: int = 0, since: float | None = None,
             at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:

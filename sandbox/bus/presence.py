@@ -99,6 +99,17 @@ def _explain(row: AgentPresence) -> None:
         row.notes.append(f"registry heartbeat {row.registry.last_heartbeat:.0f} is stale and nobody consumes")
 
 
+def describe_presence(p: AgentPresence) -> str:
+    """One line: who serves it and how that is known."""
+    parts = [f"served by {p.kind}" if p.consumers or p.registry else "nobody serves it"]
+    if p.registry is not None:
+        age = time.time() - p.registry.last_heartbeat
+        parts.append(f"{p.registry_kind} heartbeat {age:.1f}s ago" + ("" if p.registry_alive else " (stale)"))
+    if p.consumers:
+        parts.append(f"{len(p.consumers)} consumer(s) in its group")
+    return ", ".join(parts) + "".join(f"; {n}" for n in p.notes)
+
+
 async def agent_presence(bus: Bus, sandbox_interval: float) -> list[AgentPresence]:
     """Every agent the registry or the broker knows, with who serves it."""
     registry = await bus.agents()

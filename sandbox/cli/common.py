@@ -6,14 +6,14 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
 
 from sandbox.agents import AgentNotFound
 from sandbox.brokers.errors import BrokerError
-from sandbox.bus import BusError, RequestTimeout
+from sandbox.bus import BusError, MessageTooLarge, RequestTimeout
 from sandbox.config import ConfigError, Settings, load_settings, with_project
 from sandbox.runtime.base import Runtime, RuntimeFailure, UnknownService
 
@@ -40,12 +40,14 @@ class Context:
     runtime_kind: str | None  # None: whichever runtime has a stack up here
     env_file: str | None
     project: str | None = None  # a Laddr project's folder (--project); else .env's LADDR_PROJECT
+    kafka_brokers: int | None = None  # `up --kafka-brokers N`; else .env's KAFKA_BROKERS
 
     def settings(self) -> Settings:
         try:
-            return with_project(load_settings(self.env_file), self.project)
+            settings = with_project(load_settings(self.env_file), self.project)
         except ConfigError as exc:
             raise BadInput(str(exc)) from None
+        return replace(settings, kafka_brokers=self.kafka_brokers) if self.kafka_brokers else settings
 
     async def runtime(self, kind: str | None = None, *, backend: str | None = None, say: bool = False) -> Runtime:
         """The runtime asked for, else the one with a stack up here, else auto's pick (`say`: why not Compose)."""
@@ -66,7 +68,7 @@ def expected_failures(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except (ConfigError, UnknownService, AgentNotFound) as exc:
+    except (ConfigError, UnknownService, AgentNotFound, MessageTooLarge) as exc:
         raise BadInput(str(exc)) from None
     except (RequestTimeout, BusError, RuntimeFailure, BrokerError) as exc:
         raise Failed(str(exc)) from None

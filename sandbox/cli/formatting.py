@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import click
 import orjson
 
 from sandbox.bus import QueueStats, TapMessage
+from sandbox.bus.kafka.health import PartitionHealth
 from sandbox.bus.presence import AgentPresence
 from sandbox.runtime.base import ServiceStatus
 
@@ -69,7 +71,17 @@ def agent_json(p: AgentPresence) -> dict[str, Any]:
     }
 
 
-def queue_lines(stats: QueueStats, replicas: int | None = None) -> list[str]:
+def partition_lines(health: Iterable[PartitionHealth]) -> list[str]:
+    """Per partition its leader and in-sync replicas, when replicated; the hurt ones in colour."""
+    lines = []
+    for h in health:
+        if len(h.replicas) > 1 or not h.healthy:
+            colour = "red" if h.offline or h.below_min_isr else "yellow" if h.under_replicated else None
+            lines.append("  " + click.style(h.describe(), fg=colour))
+    return lines
+
+
+def queue_lines(stats: QueueStats, replicas: int | None = None, health: Iterable[PartitionHealth] = ()) -> list[str]:
     if not stats.exists:
         return [f"{stats.channel}: " + click.style("missing", fg="red")]
     if stats.partitions is not None:
@@ -86,6 +98,7 @@ def queue_lines(stats: QueueStats, replicas: int | None = None) -> list[str]:
             lines.append(f"  {c.name}  pending {c.pending}{idle}")
     if not stats.consumers:
         lines.append("  " + click.style("no consumer", fg="yellow"))
+    lines += partition_lines(h for h in health if h.topic == stats.channel)
     idle = stats.idle_consumers
     too_many = replicas is not None and stats.partitions is not None and replicas > stats.partitions
     if idle or too_many:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -10,28 +11,31 @@ from pathlib import Path
 import click
 import orjson
 
-from sandbox.bus import make_bus
+from sandbox.bus import BusError, make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
 from sandbox.bus.presence import known_agents, merge
 from sandbox.cli.formatting import agent_json, agents_table, queue_lines, services_table
 from sandbox.colours import replica_colour
-from sandbox.config import mask, read_env_file, write_env
+from sandbox.config import MAX_KAFKA_BROKERS, MAX_REPLICAS, mask, read_env_file, write_env
 from sandbox.protocol import BACKENDS, other_backend
-from sandbox.runtime.base import StackNotRunning, agent_of_service
+from sandbox.runtime.base import RuntimeFailure, StackNotRunning, agent_of_service
 from sandbox.switch import PendingTasks, count_pending, switch_backend
 
 RUNTIMES = ["auto", "local", "compose", "external"]
 CONFIG_PREFIXES = ("QUEUE_", "REDIS_", "KAFKA_", "LADDR_", "API_", "SCALE_", "WORKER_")
-SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d{1,3})$")
+SCALE_RE = re.compile(r"^([a-z0-9_-]+)=(\d+)$")
 
 
 @click.command()
 @click.option("--backend", type=click.Choice(BACKENDS), help="Broker to run (default: QUEUE_BACKEND from .env, else redis).")
 @click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), help="Who runs the stack (default: the one running here, else auto).")
 @click.option("--project", "project_dir", metavar="DIR", help="Run a Laddr project's own agents (made by `laddr init`).")
+@click.option("--kafka-brokers", type=click.IntRange(1, MAX_KAFKA_BROKERS), metavar="N",
+              help="Kafka as a KRaft cluster of N nodes (kept as KAFKA_BROKERS in .env; default 1).")
 @click.pass_obj
 @async_command
-async def up(ctx: Context, backend: str | None, runtime_kind: str | None, project_dir: str | None) -> None:
+async def up(ctx: Context, backend: str | None, runtime_kind: str | None, project_dir: str | None,
+             kafka_brokers: int | None) -> None:
     """Start the stack (broker, api, the agents' workers) and wait until every worker is ready.
 
     The agents are the five examples, or with --project (or LADDR_PROJECT in .env)
@@ -43,6 +47,10 @@ async def up(ctx: Context, backend: str | None, runtime_kind: str | None, projec
       laddr-sandbox up --project ~/code/myproj
     """
     use_project(ctx, project_dir)
+    if kafka_brokers:  # later commands here (status, kill, a plain `up`) see the same cluster
+        ctx.kafka_brokers = kafka_brokers
+        if (settings := ctx.settings()).env_file_writable and settings.env_file:
+            write_env(Path(settings.env_file), {"KAFKA_BROKERS": str(kafka_brokers)})
     runtime = await ctx.runtime(runtime_kind or ctx.runtime_kind or "auto", backend=backend, say=True)
     backend = backend or runtime.settings.queue_backend
     click.echo(f"starting the stack on {backend} ({runtime.name} runtime)…", err=True)
@@ -73,6 +81,12 @@ async def down(ctx: Context) -> None:
       laddr-sandbox down
     """
     runtime = await ctx.runtime()
+    if await runtime.current_backend() is not None:
+        with contextlib.suppress(BusError, RuntimeFailure):  # a broker already gone cannot be asked
+            if waiting := await count_pending(runtime):
+                click.echo(f"{sum(waiting.values())} task(s) wait unanswered ("
+                           + ", ".join(f"{a}: {n}" for a, n in waiting.items())
+                           + "); they stay on the broker's disk and are answered after the next up", err=True)
     await runtime.down(progress_line)
     click.echo("down")
 
@@ -98,6 +112,7 @@ async def status(ctx: Context, as_json: bool) -> None:
         stats = await bus.queue_stats(names)
         presence = merge(await bus.agents(), stats, time.time(), runtime.settings.heartbeat_s)
         dead = await bus.dead_letters(1000)
+        health = await bus.partition_health(names)
     replicas = {agent_of_service(s.name): s.desired for s in services if agent_of_service(s.name)}
     if as_json:
         click.echo(orjson.dumps({
@@ -117,6 +132,9 @@ async def status(ctx: Context, as_json: bool) -> None:
                  "consumers": [{"name": c.name, "pending": c.pending, "partitions": c.partitions} for c in q.consumers]}
                 for q in stats
             ],
+            "partitions": [{"topic": h.topic, "partition": h.partition, "leader": h.leader, "replicas": h.replicas,
+                            "isr": h.isr, "under_replicated": h.under_replicated, "offline": h.offline}
+                           for h in health],
             "dead_letters": len(dead),
         }, option=orjson.OPT_INDENT_2).decode())
         return
@@ -130,7 +148,7 @@ async def status(ctx: Context, as_json: bool) -> None:
         click.echo(line)
     click.echo()
     for q in stats:
-        for line in queue_lines(q, replicas.get(q.agent)):
+        for line in queue_lines(q, replicas.get(q.agent), health):
             click.echo(line)
     if dead:
         click.echo(click.style(f"\ndead-letter queue: {len(dead)} message(s) — see: laddr-sandbox dlq", fg="red"))
@@ -142,6 +160,8 @@ def parse_scale(specs: tuple[str, ...]) -> dict[str, int]:
         match = SCALE_RE.match(spec)
         if not match:
             raise BadInput(f"expected SERVICE=N (e.g. researcher_worker=3), got {spec!r}")
+        if int(match.group(2)) > MAX_REPLICAS:
+            raise BadInput(f"{spec}: at most {MAX_REPLICAS} replicas per service on one machine")
         wanted[match.group(1)] = int(match.group(2))
     return wanted
 
@@ -189,10 +209,17 @@ async def partitions(ctx: Context, agent: str, count: int) -> None:
     backend = await runtime.current_backend()
     if backend is None:
         raise Failed(str(StackNotRunning(runtime.name)))
+    if backend != "kafka":
+        raise BadInput(f"partitions exist on Kafka only; this stack runs on {backend}")
     async with make_bus(runtime.bus_settings(backend)) as bus:
+        known = await known_agents(bus, runtime.settings.agents)
+        if agent not in known:  # and nothing is created for it
+            raise BadInput(f"unknown agent {agent!r}; known: {', '.join(known)}")
+        (stats,) = await bus.queue_stats([agent])
+        if stats.partitions is not None and count < stats.partitions:
+            raise BadInput(f"laddr.tasks.{agent} has {stats.partitions} partitions and Kafka cannot shrink a "
+                           f"topic: ask for {stats.partitions} or more")
         now = await bus.add_partitions(agent, count)
-    if now < count:
-        raise Failed(f"laddr.tasks.{agent} has {now} partitions; Kafka cannot shrink a topic")
     click.echo(f"laddr.tasks.{agent}: {now} partitions")
 
 

@@ -82,25 +82,12 @@ class LaddrProject:
                 return a
         raise ProjectError(f"{self.root}: no agent {name!r} (agents: {', '.join(self.agent_names)})")
 
-    @property
-    def laddr_yml(self) -> Path:
-        return self.root / LADDR_YML
-
-    @property
-    def agents_dir(self) -> Path:
-        return self.root / AGENTS_DIR
-
-    @property
-    def env_file(self) -> Path:
-        return self.root / ENV_FILE
-
-    @property
-    def compose_file(self) -> Path:
-        return self.root / COMPOSE_FILE
-
-    @property
-    def requirements_file(self) -> Path:
-        return self.root / REQUIREMENTS_FILE
+    # The files `laddr init` lays out, by name.
+    laddr_yml = property(lambda self: self.root / LADDR_YML)
+    agents_dir = property(lambda self: self.root / AGENTS_DIR)
+    env_file = property(lambda self: self.root / ENV_FILE)
+    compose_file = property(lambda self: self.root / COMPOSE_FILE)
+    requirements_file = property(lambda self: self.root / REQUIREMENTS_FILE)
 
     @property
     def venv(self) -> Path | None:

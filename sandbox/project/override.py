@@ -32,17 +32,19 @@ def _project_services(project: LaddrProject) -> CommentedMap:
                     for name in ("api", *(a.worker_service for a in project.agents))})
 
 
-def kafka_override(project: LaddrProject, *, ui_profile: str | None = None) -> str:
-    """YAML text: ZooKeeper, Kafka, the topics, Kafka UI, and every app pointed at Kafka."""
-    return _override(project, "kafka", ui_profile)
+def kafka_override(project: LaddrProject, *, ui_profile: str | None = None, leave_out: tuple[str, ...] = ()) -> str:
+    """YAML text: ZooKeeper, Kafka, the topics, Kafka UI, and every app pointed at Kafka.
+
+    `leave_out`: services of the project's file that will not run (the apps stop waiting for them)."""
+    return _override(project, "kafka", ui_profile, leave_out)
 
 
-def redis_override(project: LaddrProject) -> str:
+def redis_override(project: LaddrProject, *, leave_out: tuple[str, ...] = ()) -> str:
     """YAML text: a redis service if the project has none, and every app pointed at Redis."""
-    return _override(project, "redis", None)
+    return _override(project, "redis", None, leave_out)
 
 
-def _override(project: LaddrProject, backend: str, ui_profile: str | None) -> str:
+def _override(project: LaddrProject, backend: str, ui_profile: str | None, leave_out: tuple[str, ...] = ()) -> str:
     theirs = _project_services(project)
     out = new_map()
     if backend == "kafka":
@@ -54,6 +56,7 @@ def _override(project: LaddrProject, backend: str, ui_profile: str | None) -> st
         if "redis" not in theirs:
             out["redis"] = ks.redis_service()
         drop = set(ks.KAFKA_SERVICE_NAMES)
+    drop |= set(leave_out)
     # depends_of looks the targets up: the file's services plus the ones added here.
     known = new_map({**theirs, **out})
     for app in app_services(theirs):

@@ -51,6 +51,16 @@ def rows_for(stats: QueueStats) -> list[tuple[Text | str, ...]]:
     return rows
 
 
+def partitions_text(health: list) -> Text:
+    """Per replicated partition (a Kafka cluster): leader and in-sync replicas; the hurt ones flagged."""
+    text = Text()
+    for h in health:
+        if len(h.replicas) > 1 or not h.healthy:
+            style = "bold red" if h.offline or h.below_min_isr else "yellow" if h.under_replicated else "dim"
+            text.append(("⚠ " if not h.healthy else "  ") + h.describe() + "\n", style=style)
+    return text
+
+
 def idle_warning(stats: list[QueueStats]) -> str:
     lines = []
     for s in stats:
@@ -75,6 +85,7 @@ class QueuesView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="idle-warning")
         yield DataTable(id="queues-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="partition-health")
         yield Label("", id="queues-status", classes="status-line")
 
     def on_mount(self) -> None:
@@ -135,3 +146,10 @@ class QueuesView(Vertical):
             self._busy = False
         self._errors.ok(self, "Queues")
         self.update_queues(stats)
+        try:  # leaders and in-sync replicas: a cluster that lost brokers may not say
+            health = await bus.partition_health([s.agent for s in stats])
+        except Exception as error:
+            health, note = [], Text(f"partition health unavailable: {describe(error)}", style="red")
+        else:
+            note = partitions_text(health)
+        self.query_one("#partition-health", Static).update(note)

@@ -61,6 +61,7 @@ def test_unknown_backend_in_env_is_one_line_exit_2(tmp_path: Path) -> None:
         ("KAFKA_BOOTSTRAP=127.0.0.1:notaport", "KAFKA_BOOTSTRAP"),
         ("REDIS_URL=redis://127.0.0.1:notaport/0", "REDIS_URL"),
         ("SCALE_RESEARCHER_WORKER=-3", "SCALE_RESEARCHER_WORKER"),
+        ("KAFKA_BROKERS=9", "KAFKA_BROKERS"),
     ],
 )
 def test_bad_values_in_env_are_one_line_exit_2_naming_the_key(tmp_path: Path, line: str, key: str) -> None:

@@ -196,6 +196,30 @@ def test_switch_back_to_kafka(project: Path) -> None:
     ok(cli(project, "verify"))
 
 
+def test_partitions_of_an_unknown_agent_or_fewer_is_bad_input_and_creates_nothing(project: Path) -> None:
+    result = cli(project, "partitions", "nosuch", "8")
+    assert result.returncode == 2 and "unknown agent 'nosuch'" in result.stderr, result.stderr
+    assert "laddr.tasks.nosuch" not in {q["channel"] for q in status(project)["queues"]}
+    assert "nosuch" not in {a["name"] for a in status(project)["agents"]}
+    fewer = cli(project, "partitions", "researcher", "2")
+    assert fewer.returncode == 2 and "cannot shrink" in fewer.stderr, fewer.stderr
+
+
+def test_limits_are_said_and_are_bad_input(project: Path, tmp_path: Path) -> None:
+    too_many = cli(project, "scale", "researcher_worker=100000")
+    assert too_many.returncode == 2 and "at most 64 replicas" in too_many.stderr, too_many.stderr
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"query": "x" * 1_000_000}))
+    too_big = cli(project, "send", "researcher", f"@{big}")
+    assert too_big.returncode == 2 and len(too_big.stderr.strip().splitlines()) == 1, too_big.stderr
+    with subprocess.Popen([sys.executable, "-m", "sandbox.cli", "watch", "["], cwd=project, env=cli_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as watching:
+        try:
+            assert "shell-style" in watching.stderr.readline()  # not a silent wait
+        finally:
+            watching.send_signal(signal.SIGINT)
+
+
 def test_unknown_service_is_bad_input(project: Path) -> None:
     result = cli(project, "logs", "nosuch_worker")
     assert result.returncode == 2 and "unknown service 'nosuch_worker'" in result.stderr
@@ -203,9 +227,12 @@ def test_unknown_service_is_bad_input(project: Path) -> None:
 
 
 def test_down_leaves_no_process_behind(project: Path) -> None:
+    ok(cli(project, "scale", "researcher_worker=0"))
+    asyncio.run(publish(project, "kafka", 3))
     running = pids(project)
-    assert len(running) >= 8 and all(alive(p) for p in running)
-    ok(cli(project, "down", timeout=120))
+    assert len(running) >= 7 and all(alive(p) for p in running)
+    down = cli(project, "down", timeout=120)
+    assert "3 task(s) wait unanswered (researcher: 3)" in ok(down) + down.stderr, down.stderr
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(alive(p) for p in running):
         time.sleep(0.2)

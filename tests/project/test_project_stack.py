@@ -66,6 +66,8 @@ def stack(laddr_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     result = cli(folder, "up", "--runtime", "local", "--backend", "redis", "--project", str(project), timeout=1200)
     try:
         ok(result)
+        # its .env names the project's own Compose broker: the sandbox's wins, and says so
+        assert "is the Laddr project's own .env: its REDIS_URL" in result.stderr, result.stderr
         yield folder, project
     finally:
         cli(folder, "down", timeout=180)
@@ -96,6 +98,43 @@ def test_send_gets_the_laddr_workers_answer_matched_by_its_redis_key(stack: tupl
     answer = json.loads(result.stdout)
     assert answer["task_id"] and answer["status"] in ("success", "incomplete", "error"), answer
     assert "matched by its Redis key" in result.stderr
+
+
+async def _tapped_answer(settings: Settings, agent: str) -> tuple[str, list]:
+    async with make_bus(settings) as bus, make_bus(settings) as watcher:
+        seen: list = []
+
+        async def follow() -> None:
+            async for message in watcher.tap():
+                seen.append(message)
+
+        tap = asyncio.create_task(follow())
+        await asyncio.sleep(1.0)  # the tap starts at the end
+        try:
+            response = await bus.request(agent, {"query": "watched"}, timeout=60)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                    m.kind == "response" and m.task_id == response.task_id for m in seen):
+                await asyncio.sleep(0.2)
+        finally:
+            tap.cancel()
+        return response.task_id, seen
+
+
+def test_messages_show_the_laddr_workers_task_and_its_answer(stack: tuple[Path, Path]) -> None:
+    """Laddr answers on Redis by SETEX + PUBLISH only: the tap follows those channels too."""
+    folder, project = stack
+    task_id, seen = asyncio.run(_tapped_answer(runtime_of(folder, project).bus_settings("redis"), "researcher"))
+    kinds = {m.kind for m in seen if m.task_id == task_id}
+    assert kinds == {"task", "response"}, [(m.kind, m.channel, m.task_id) for m in seen]
+
+
+def test_verify_passes_with_laddr_workers(stack: tuple[Path, Path]) -> None:
+    folder, project = stack
+    out = ok(cli(folder, "verify", "--timeout", "90"))
+    agents = LaddrProject.open(project).agent_names
+    assert out.count("✓ worker") == len(agents) and "served by laddr" in out, out
+    assert out.count("✓ round trip") == len(agents) and "matched by its Redis key" in out, out
 
 
 def test_logs_scale_kill_restart_work_on_laddr_workers(stack: tuple[Path, Path]) -> None:
@@ -143,6 +182,9 @@ def test_switch_with_pending_tasks_moves_them_and_kafka_answers_them_by_job_id(s
     result = cli(folder, "send", "researcher", '{"query": "on kafka"}', "--timeout", "90")
     assert result.returncode in (0, 1) and "matched by its job_id only" in result.stderr, result.stderr
     assert "migration blocker" in result.stderr
+    verified = ok(cli(folder, "verify", "--timeout", "90"))  # Laddr's Kafka workers are in no registry
+    assert "✓ topic laddr.responses" in verified and "✓ worker researcher: served by laddr" in verified, verified
+    assert "matched by its job_id only" in verified
     back = ok(cli(folder, "switch", "redis", "--migrate", timeout=600))
     assert "switched kafka -> redis" in back
 
@@ -193,3 +235,31 @@ def test_check_measures_both_brokers_and_laddrs_at_most_once_loss(laddr_template
     blockers = " ".join(b["what"] for b in report["blockers"])
     assert "no key and no task_id" in blockers and "at-most-once" in blockers
     assert "| researcher |" in (tmp_path / "ready.md").read_text()
+
+
+def test_an_agent_module_that_fails_to_import_crash_loops_and_the_others_run(laddr_project: Path, tmp_path: Path) -> None:
+    (laddr_project / "agents" / "broken.py").write_text(
+        "from laddr import Agent, WorkerRunner\nimport nosuchmodule_here\nbroken = Agent(name='broken')\n")
+    folder = tmp_path / "here"
+    folder.mkdir()
+    result = cli(folder, "up", "--runtime", "local", "--project", str(laddr_project), timeout=900)
+    try:
+        assert result.returncode == 1, result.stderr
+        assert "broken_worker-1 keeps exiting" in result.stderr and "nosuchmodule_here" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert service(folder, "researcher_worker")["state"] == "running"
+    finally:
+        cli(folder, "down", timeout=180)
+
+
+def test_requirements_that_cannot_install_are_one_line_and_leave_nothing(laddr_project: Path, tmp_path: Path) -> None:
+    requirements = laddr_project / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "\nnosuch-package-for-laddr-sandbox==9.9.9\n")
+    folder = tmp_path / "here"
+    folder.mkdir()
+    result = cli(folder, "up", "--runtime", "local", "--project", str(laddr_project), timeout=900)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "nosuch-package-for-laddr-sandbox" in last and "could not install" in last, last
+    after = cli(folder, "status")
+    assert after.returncode == 1 and "no sandbox stack is running" in after.stderr

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from sandbox.bus.base import Bus, BusError, BusUnavailable, Handler
 from sandbox.bus.kafka.client import KafkaClient, KafkaError, log, unavailable
 from sandbox.bus.kafka.consumer import TopicConsumer
+from sandbox.bus.kafka.health import PartitionHealth
 from sandbox.bus.kafka.inspect import KafkaInspector
 from sandbox.bus.reconnect import Backoff
 from sandbox.config import Settings
@@ -77,6 +78,14 @@ class KafkaBus(Bus):
         now = await self.client.grow(kafka_topic(agent), total)
         await self.client.refresh_metadata()
         return now
+
+    @unavailable
+    async def partition_health(self, agents: Iterable[str]) -> list[PartitionHealth]:
+        topics = [kafka_topic(a) for a in agents] + [KAFKA_RESPONSES]
+        try:  # a cluster without quorum may not answer metadata at all
+            return await asyncio.wait_for(self.client.cluster_health(topics), 10.0)
+        except asyncio.TimeoutError:
+            raise BusUnavailable(f"Kafka at {self.bootstrap} gave no metadata within 10s") from None
 
     @unavailable
     async def channels(self) -> list[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -22,12 +22,15 @@ from aiokafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
+    NodeNotReadyError,
+    RequestTimedOutError,
     TopicAlreadyExistsError,
 )
 from aiokafka.helpers import create_ssl_context
 
 from sandbox.bus.base import BusError, BusUnavailable, ConsumerInfo, MessageTooLarge, translate_errors
 from sandbox.bus.delivery import check_size
+from sandbox.bus.kafka.health import PartitionHealth, answering_brokers, live_broker_ids, partition_health
 from sandbox.bus.reconnect import Backoff, BrokerWatch, RepeatFilter, tcp_probe, until_answered
 from sandbox.config import Settings
 from sandbox.protocol import KAFKA_DLQ, KAFKA_REGISTRY, KAFKA_RESPONSES, Response
@@ -39,8 +42,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("sandbox.bus.kafka")
+T = TypeVar("T")
 
 METADATA_MAX_AGE_MS = 5_000  # see partitions added later within seconds (aiokafka's default: 5 minutes)
+# With idempotence aiokafka retries NotEnoughReplicas / no leader forever: a send
+# gives up after this long with a reason, and a stop without quorum is bounded too.
+SEND_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
 
 _QUIET = RepeatFilter()
 
@@ -142,8 +150,9 @@ class KafkaClient:
     async def connect(self) -> None:
         if self._producer is not None:
             return
-        # acks=all: an acknowledged message survives the loss of the leader.
-        producer = AIOKafkaProducer(acks="all", linger_ms=0, max_request_size=1_048_576,
+        # acks=all: an acknowledged message survives the loss of the leader; idempotence:
+        # a send retried after a lost acknowledgement is written once, not twice.
+        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=0, max_request_size=1_048_576,
                                     metadata_max_age_ms=METADATA_MAX_AGE_MS, **self.options())
         try:
             await producer.start()
@@ -172,11 +181,29 @@ class KafkaClient:
             await self._admin.close()
             self._admin = None
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            try:  # without quorum the final flush never completes: what is unsent stays unacknowledged
+                await asyncio.wait_for(producer.stop(), STOP_TIMEOUT_S)
+            except (TimeoutError, asyncio.TimeoutError, KafkaError, OSError):
+                log.warning("Kafka producer at %s did not stop within %.0fs; dropped", self.bootstrap, STOP_TIMEOUT_S)
+
+    async def ask(self, question: Callable[[AIOKafkaAdminClient], Awaitable[T]], timeout: float = 15.0) -> T:
+        """An admin request, retried while it lands on a dead node: aiokafka's admin sends each
+        request to a random broker of its metadata, which names a killed one for a few seconds."""
+        deadline = time.monotonic() + timeout
+        backoff = Backoff(first=0.2, most=1.0)
+        while True:
+            admin = await self.admin()
+            try:
+                return await question(admin)
+            except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
+                if time.monotonic() > deadline:
+                    raise
+                await admin._client.force_metadata_update()  # noqa: SLF001 - drop the dead node
+                await backoff.sleep()
 
     async def list_topics(self) -> list[str]:
-        return list(await (await self.admin()).list_topics())
+        return list(await self.ask(lambda admin: admin.list_topics()))
 
     # -- producing ---------------------------------------------------------
     async def send(self, topic: str, raw: bytes, key: str | None, hdrs: list[tuple[str, bytes]] | None = None) -> None:
@@ -185,7 +212,11 @@ class KafkaClient:
         if down:  # fail at once (the API: 503) instead of waiting out the producer's timeout
             raise BusUnavailable(down)
         try:
-            await self.producer.send_and_wait(topic, raw, key=key.encode() if key else None, headers=hdrs)
+            await asyncio.wait_for(
+                self.producer.send_and_wait(topic, raw, key=key.encode() if key else None, headers=hdrs),
+                SEND_TIMEOUT_S)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise BusUnavailable(await self._why_not_written(topic)) from None
         except MessageSizeTooLargeError as exc:
             raise MessageTooLarge(f"Kafka refused a {len(raw):,}-byte message: {exc}") from None
         except (KafkaConnectionError, KafkaTimeoutError) as exc:
@@ -195,8 +226,18 @@ class KafkaClient:
     async def publish_response(self, response: Response) -> None:
         await self.send(KAFKA_RESPONSES, response.encode(), response.task_id)
 
-    async def dead_letter(self, source: str, raw: bytes, reason: str, delivery_count: int, key: str | None) -> None:
-        await self.send(KAFKA_DLQ, raw, key, headers(reason=reason, source=source, delivery_count=delivery_count))
+    async def _why_not_written(self, topic: str) -> str:
+        answering = await answering_brokers(self.bootstrap)
+        total = len(addresses(self.bootstrap))
+        return (f"Kafka has too few in-sync replicas / no leader for {topic}: {answering} of {total} brokers"
+                f" answer at {self.bootstrap}; nothing was acknowledged after {SEND_TIMEOUT_S:.0f}s")
+
+    async def dead_letter(self, source: str, raw: bytes, reason: str, delivery_count: int, key: str | None,
+                          origin: str = "") -> None:
+        """`origin` (topic/partition/offset of the failed record) lets the DLQ reader drop a second
+        copy: one written before a commit that failed, then again by the next owner of the partition."""
+        await self.send(KAFKA_DLQ, raw, key, headers(reason=reason, source=source, delivery_count=delivery_count,
+                                                     origin=origin))
 
     async def refresh_metadata(self) -> None:
         """This client sends to partitions added a moment ago at once."""
@@ -208,13 +249,14 @@ class KafkaClient:
     async def ensure_topics(self, topics: list[str], partitions: int) -> None:
         """Task topics with N partitions (so replicas share work), responses, DLQ, registry."""
         admin = await self.admin()
-        wanted = [NewTopic(t, partitions, 1) for t in topics]
+        rf, configs = await self.replication()
+        wanted = [NewTopic(t, partitions, rf, topic_configs=configs) for t in topics]
         wanted += [
-            NewTopic(KAFKA_RESPONSES, partitions, 1),
-            NewTopic(KAFKA_DLQ, 1, 1),
-            NewTopic(KAFKA_REGISTRY, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+            NewTopic(KAFKA_RESPONSES, partitions, rf, topic_configs=configs),
+            NewTopic(KAFKA_DLQ, 1, rf, topic_configs=configs),
+            NewTopic(KAFKA_REGISTRY, 1, rf, topic_configs={"cleanup.policy": "compact", **configs}),
         ]
-        existing = set(await admin.list_topics())
+        existing = set(await self.list_topics())
         missing = [t for t in wanted if t.name not in existing]
         if missing:
             try:
@@ -224,6 +266,25 @@ class KafkaClient:
         for topic in wanted[: len(wanted) - 3]:
             if topic.name in existing:
                 await self.grow(topic.name, partitions)
+
+    async def replication(self) -> tuple[int, dict[str, str]]:
+        """Replication factor min(3, brokers) and min.insync.replicas RF-1 (2 of 3): acks=all
+        writes survive one broker's loss and stop, with a reason, at two."""
+        client = (await self.admin())._client  # noqa: SLF001 - the admin's own metadata
+        await client.force_metadata_update()
+        # the configured nodes, not only those up now: a topic made while one is down keeps RF 3
+        rf = max(1, min(3, max(self.settings.kafka_brokers, len(client.cluster.brokers()))))
+        return rf, ({"min.insync.replicas": str(rf - 1)} if rf > 2 else {})
+
+    async def cluster_health(self, topics: list[str]) -> list[PartitionHealth]:
+        """Leader and in-sync replicas of each partition of `topics`, from fresh metadata;
+        brokers that do not answer are not counted (a quorum-less cluster cannot say so)."""
+        client = (await self.admin())._client  # noqa: SLF001
+        await client.force_metadata_update()
+        live = await live_broker_ids([(b.nodeId, b.host, b.port) for b in client.cluster.brokers()])
+        rf, configs = await self.replication()
+        floor = int(configs.get("min.insync.replicas", 1))
+        return partition_health(client.cluster, [t for t in topics if t in client.cluster.topics()], floor, live=live)
 
     async def grow(self, topic: str, total: int) -> int:
         """Grow a topic to `total` partitions (Kafka never shrinks one); returns the count after."""
@@ -240,7 +301,7 @@ class KafkaClient:
         return len(await self.partitions(topic))
 
     async def partitions(self, topic: str) -> list[TopicPartition]:
-        described = await (await self.admin()).describe_topics([topic])
+        described = await self.ask(lambda admin: admin.describe_topics([topic]))
         for entry in described:
             if entry.get("topic") == topic and not entry.get("error_code"):
                 return [TopicPartition(topic, p["partition"]) for p in sorted(entry["partitions"], key=lambda p: p["partition"])]
@@ -274,7 +335,7 @@ class KafkaClient:
     async def members(self, group: str, topic: str) -> list[ConsumerInfo]:
         """Who is in the group and which partitions each owns."""
         members: list[ConsumerInfo] = []
-        for response in await (await self.admin()).describe_consumer_groups([group]):
+        for response in await self.ask(lambda admin: admin.describe_consumer_groups([group])):
             for described in response.groups:
                 for member in described[5]:  # (member_id, [instance_id,] client_id, host, metadata, assignment)
                     client_id, assignment = member[-4], member[-1]

@@ -184,7 +184,8 @@ class TopicConsumer:
         except DecodeError as exc:
             reason = str(exc)
             log.warning("message %s:%d on %s sent to %s: %s", tp.partition, record.offset, self.topic, KAFKA_DLQ, reason)
-            if await self._publish(lambda: self.client.dead_letter(self.topic, raw, reason, count, key), where):
+            origin = f"{self.topic}/{tp.partition}/{record.offset}"  # the DLQ reader keeps one per origin
+            if await self._publish(lambda: self.client.dead_letter(self.topic, raw, reason, count, key, origin), where):
                 self.offsets.done(tp, record.offset)
             return
         if count > 1:
@@ -193,7 +194,9 @@ class TopicConsumer:
         what = f"task {task.task_id}"
         if dead:
             attempts = response.delivery_count or count
-            if not await self._publish(lambda: self.client.dead_letter(self.topic, raw, dead, attempts, key), what):
+            origin = f"{self.topic}/{tp.partition}/{record.offset}"
+            if not await self._publish(lambda: self.client.dead_letter(self.topic, raw, dead, attempts, key, origin),
+                                       what):
                 return
         if await self._publish(lambda: self.client.publish_response(response), what):
             self.offsets.done(tp, record.offset)

@@ -9,9 +9,12 @@ than replicas), below min.insync.replicas (acks=all writes fail) and offline
 
 from __future__ import annotations
 
+import asyncio
+import struct
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
+
+from sandbox.brokers.kafka_wire import kafka_metadata
 
 if TYPE_CHECKING:  # only kafka/client.py imports aiokafka at run time
     from aiokafka.cluster import ClusterMetadata
@@ -98,3 +101,23 @@ def partition_health(
 def unhealthy(health: list[PartitionHealth]) -> list[PartitionHealth]:
     """The partitions that are offline, under-replicated or below min.insync.replicas."""
     return [h for h in health if not h.healthy]
+
+
+async def _answers(address: str, timeout: float) -> bool:
+    try:
+        await kafka_metadata(address, timeout)
+        return True
+    except (OSError, TimeoutError, asyncio.TimeoutError, asyncio.IncompleteReadError, struct.error, IndexError):
+        return False
+
+
+async def answering_brokers(bootstrap: str, timeout: float = 1.5) -> int:
+    """How many of the bootstrap addresses answer a Metadata request now."""
+    parts = [p.strip() for p in bootstrap.split(",") if p.strip()]
+    return sum(await asyncio.gather(*(_answers(p, timeout) for p in parts)))
+
+
+async def live_broker_ids(brokers: list[tuple[int, str, int]], timeout: float = 1.5) -> set[int]:
+    """The ids of the (id, host, port) brokers that answer now."""
+    answers = await asyncio.gather(*(_answers(f"{host}:{port}", timeout) for _, host, port in brokers))
+    return {b[0] for b, ok in zip(brokers, answers, strict=True) if ok}

@@ -156,11 +156,17 @@ class KafkaInspector:
             starts = await consumer.beginning_offsets(partitions)
             for tp in partitions:
                 consumer.seek(tp, max(starts[tp], ends[tp] - limit))
-            letters, skipped = [], set()
+            letters, seen, skipped = [], set(), set()
             async for r in self.client.records_until(consumer, ends):
                 if skip := header(r.headers, SKIP):  # a log keeps every record: this one says "gone"
                     skipped.add(skip)
                     continue
+                # A worker that wrote a dead letter and then failed to commit leaves the task to the
+                # partition's next owner, who writes it again: the same origin (topic/partition/offset).
+                origin = header(r.headers, "origin")
+                if origin and origin in seen:
+                    continue
+                seen.add(origin)
                 letters.append(DeadLetter(
                     id=f"{r.partition}:{r.offset}",
                     source=header(r.headers, "source"),

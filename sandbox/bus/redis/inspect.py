@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -10,7 +12,9 @@ from typing import TypeVar
 from sandbox.bus.base import BusUnavailable, ConsumerInfo, DeadLetter, QueueStats, TapMessage, describe_message
 from sandbox.bus.reconnect import Backoff, until_answered
 from sandbox.bus.redis.client import DATA, LOST, RedisClient, id_key, text, unavailable
-from sandbox.protocol import REDIS_DLQ, REDIS_RESPONSES_STREAM, REDIS_TASKS_PREFIX, redis_group, redis_stream
+from sandbox.protocol import (
+    REDIS_DLQ, REDIS_RESPONSE_PREFIX, REDIS_RESPONSES_STREAM, REDIS_TASKS_PREFIX, redis_group, redis_stream,
+)
 
 log = logging.getLogger("sandbox.bus.redis")
 T = TypeVar("T")
@@ -79,17 +83,48 @@ class RedisInspector:
                 yield message
         next_scan = time.monotonic() + 2.0
         backoff = Backoff()
-        while True:  # after an outage, go on from the same positions
-            if time.monotonic() >= next_scan:  # streams of agents that appeared later
-                await self._until_answered(lambda: self._add_streams(positions), backoff)
-                next_scan = time.monotonic() + 2.0
-            batch = await self._until_answered(
-                lambda: self.client.redis.xread(positions, count=1000, block=1000), backoff)
-            for name, entries in batch or []:
-                name = text(name)
-                for entry_id, fields in entries:
-                    positions[name] = text(entry_id)
-                    yield self.tap_message(name, text(entry_id), fields)
+        laddr: asyncio.Queue[TapMessage] = asyncio.Queue()
+        follower: asyncio.Task[None] | None = None
+        try:
+            while True:  # after an outage, go on from the same positions
+                if follower is None or follower.done():
+                    follower = asyncio.create_task(self._follow_laddr_answers(laddr), name="tap-laddr-answers")
+                if time.monotonic() >= next_scan:  # streams of agents that appeared later
+                    await self._until_answered(lambda: self._add_streams(positions), backoff)
+                    next_scan = time.monotonic() + 2.0
+                batch = await self._until_answered(
+                    lambda: self.client.redis.xread(positions, count=1000, block=1000), backoff)
+                for name, entries in batch or []:
+                    name = text(name)
+                    for entry_id, fields in entries:
+                        positions[name] = text(entry_id)
+                        yield self.tap_message(name, text(entry_id), fields)
+                while not laddr.empty():
+                    yield laddr.get_nowait()
+        finally:
+            if follower is not None:
+                follower.cancel()
+
+    async def _follow_laddr_answers(self, out: asyncio.Queue[TapMessage]) -> None:
+        """Laddr's WorkerRunner answers with SETEX + PUBLISH only, on no stream: follow the channels.
+
+        The sandbox's own answers are on laddr:responses too, so only bodies without a task_id
+        (Laddr's) are taken here; the channel names the task.
+        """
+        pubsub = self.client.redis.pubsub()
+        try:
+            await pubsub.psubscribe(f"{REDIS_RESPONSE_PREFIX}*")
+            async for message in pubsub.listen():
+                if message["type"] not in (b"pmessage", "pmessage") or b'"task_id"' in message["data"]:
+                    continue
+                channel = text(message["channel"])
+                out.put_nowait(describe_message(channel, "response", message["data"], time.time(), "pub/sub",
+                                                task_id=channel[len(REDIS_RESPONSE_PREFIX):]))
+        except (*LOST, BusUnavailable):
+            return  # the main loop reconnects, then starts following again
+        finally:
+            with contextlib.suppress(*LOST):
+                await pubsub.aclose()
 
     @unavailable
     async def history(self, last: int) -> list[TapMessage]:

@@ -45,9 +45,10 @@ class ComposeCli:
                   profiles: list[str] | None = None) -> str:
         """Run one Compose command on this project and these files; its output, or a RuntimeFailure."""
         config = self.config
-        cmd = [*await self.find(), "--project-directory", str(config.dir), "-p", config.project]
-        if config.env_file.is_file():  # without one (a fresh clone) the files' defaults apply: `down` still works
-            cmd[-2:-2] = ["--env-file", str(config.env_file)]
+        cmd = [*await self.find(), "--project-directory", str(config.dir)]
+        for env_file in config.env_files():  # none (a fresh clone): the files' defaults apply, `down` still works
+            cmd += ["--env-file", str(env_file)]
+        cmd += ["-p", config.project]
         for f in files:
             cmd += ["-f", str(config.dir / f)]
         cmd += list(args)

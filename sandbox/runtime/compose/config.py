@@ -21,24 +21,20 @@ from pathlib import Path
 import sandbox
 from sandbox.config import ConfigError, Settings, check_backend, read_env_file, scale_from_env, write_env
 from sandbox.runtime.base import HOST, RuntimeFailure
+from sandbox.runtime.compose.defaults import DEFAULT_IMAGES
 
 BASE_FILE = "docker-compose.yml"
-BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-init", "kafka-ui"), "redis": ("redis",)}
-BACKEND_FILES = {"kafka": ("docker-compose.kafka.yml", "docker-compose.kraft.yml"), "redis": ("docker-compose.redis.yml",)}
+BROKER_SERVICES = {"kafka": ("zookeeper", "kafka", "kafka-2", "kafka-3", "kafka-init", "kafka-ui"), "redis": ("redis",)}
+CLUSTER_FILE = "docker-compose.kraft3.yml"  # KAFKA_BROKERS=3: nodes kafka, kafka-2, kafka-3
+CLUSTER_NODES = ("kafka-2", "kafka-3")  # only in CLUSTER_FILE
+BACKEND_FILES = {"kafka": ("docker-compose.kafka.yml", "docker-compose.kraft.yml", CLUSTER_FILE),
+                 "redis": ("docker-compose.redis.yml",)}
+CLUSTER_HOST_PORTS = (("KAFKA_HOST_PORT", 19092), ("KAFKA_2_HOST_PORT", 19094), ("KAFKA_3_HOST_PORT", 19096))
 # In-network addresses the containers use (the host gets 127.0.0.1 ports instead).
 IN_NETWORK = {"kafka": ("KAFKA_BOOTSTRAP", "kafka:9092"), "redis": ("REDIS_URL", "redis://redis:6379/0")}
 # Host ports: variable, default, and the backend that publishes it (None: always).
 HOST_PORTS = {"API_HOST_PORT": (8000, None), "KAFKA_HOST_PORT": (19092, "kafka"), "REDIS_HOST_PORT": (6379, "redis")}
 UI_PORT = ("KAFKA_UI_HOST_PORT", 8080)
-# What compose/docker-compose*.yml uses when a variable is unset (keep in step).
-DEFAULT_IMAGES = {
-    "ZOOKEEPER_IMAGE": "confluentinc/cp-zookeeper:7.7.1",
-    "KAFKA_IMAGE": "confluentinc/cp-kafka:7.7.1",
-    "KAFKA_UI_IMAGE": "provectuslabs/kafka-ui:v0.7.2",
-    "REDIS_IMAGE": "redis:7.2-alpine",
-    "SANDBOX_IMAGE": "laddr-sandbox/sandbox:latest",
-    "SANDBOX_BASE_IMAGE": "python:3.11-slim",
-}
 # Settings the compose .env owns: a stray export in the shell must not override them.
 ENV_OWNED = ("QUEUE_BACKEND", "KAFKA_BOOTSTRAP", "REDIS_URL", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME")
 # The compose files label every container with ${LADDR_SANDBOX_ROOT}: the folder that started it.
@@ -54,13 +50,44 @@ def project_name(folder: Path) -> str:
     return f"{base[:40]}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
 
+# Where a wheel keeps a copy of compose/ (setup.py's build step copies it there).
+PACKAGED_DIR = Path(sandbox.__file__).resolve().parent / "compose_files"
+
+
 def compose_file(cwd: Path | None = None) -> Path | None:
-    """compose/docker-compose.yml of the project here, else of the installed sandbox."""
-    for root in ((cwd or Path.cwd()), Path(sandbox.__file__).resolve().parent.parent):
-        path = root / "compose" / BASE_FILE
+    """compose/docker-compose.yml of the checkout here, else of the sandbox's checkout, else the
+    copy installed with the package (a `pipx install`ed sandbox)."""
+    for folder in ((cwd or Path.cwd()) / "compose", Path(sandbox.__file__).resolve().parent.parent / "compose",
+                   PACKAGED_DIR):
+        path = folder / BASE_FILE
         if path.is_file():
             return path
     return None
+
+
+def is_packaged(folder: Path) -> bool:
+    """Whether a compose folder is the installed copy (read-only to the sandbox: its .env lives elsewhere)."""
+    return folder.resolve() == PACKAGED_DIR
+
+
+def _state_env(root: Path) -> Path:
+    from sandbox.runtime.local.statedir import state_dir
+
+    return state_dir(root) / "compose" / ".env"
+
+
+def present_local_images() -> dict[str, str]:
+    """The *_IMAGE settings of the images scripts/setup-docker.sh builds, for those built here."""
+    from sandbox.runtime.compose.images import image_label, local_image_env
+
+    out = {}
+    for var, image in local_image_env().items():
+        try:
+            if image_label(image) is not None:
+                out[var] = image
+        except Exception:  # noqa: BLE001 - no docker CLI: the compose files' defaults apply
+            break
+    return out
 
 
 def outside_env() -> dict[str, str]:
@@ -75,8 +102,11 @@ class ComposeConfig:
         found = compose_file(self.root)
         default_dir = found.parent if found else self.root / "compose"
         self.dir = Path(compose_dir or os.environ.get("LADDR_COMPOSE_DIR") or default_dir).resolve()
-        self.env_file = Path(env_file or os.environ.get("LADDR_COMPOSE_ENV_FILE") or self.dir / ".env").resolve()
+        # The installed copy is shared by every folder: its .env goes to this folder's state instead.
+        default_env = _state_env(self.root) if is_packaged(self.dir) else self.dir / ".env"
+        self.env_file = Path(env_file or os.environ.get("LADDR_COMPOSE_ENV_FILE") or default_env).resolve()
         self.project = project or os.environ.get("LADDR_COMPOSE_PROJECT") or project_name(self.root)
+        self.kafka_brokers = 1  # the runtime sets the sandbox's KAFKA_BROKERS
 
     def values(self) -> dict[str, str]:
         """compose .env overlaid by the environment, as Compose itself resolves variables."""
@@ -85,6 +115,10 @@ class ComposeConfig:
         except ConfigError as exc:
             raise RuntimeFailure(f"{exc}: fix that line and retry") from None
         return {**values, **outside_env()}
+
+    def env_files(self) -> list[Path]:
+        """The --env-file(s) Compose reads, in order (later ones win)."""
+        return [self.env_file] if self.env_file.is_file() else []
 
     def compose_env(self) -> dict[str, str]:
         """The environment a Compose command runs in: the folder for the label, never the shell's
@@ -101,6 +135,11 @@ class ComposeConfig:
         """docker-compose.yml + the backend's file (the one COMPOSE_FILE names, if it names one)."""
         named = re.split(r"[:;]", self.values().get("COMPOSE_FILE", ""))
         chosen = next((f for f in named if Path(f).name in BACKEND_FILES[backend]), BACKEND_FILES[backend][0])
+        if backend == "kafka" and self.kafka_brokers > 1:
+            if self.kafka_brokers != 3:
+                raise RuntimeFailure(f"the compose cluster has 3 nodes ({CLUSTER_FILE}), not {self.kafka_brokers}: "
+                                     "set KAFKA_BROKERS to 1 or 3")
+            chosen = CLUSTER_FILE
         files = [BASE_FILE, chosen]
         for f in files:
             if not (self.dir / f).is_file():
@@ -130,9 +169,9 @@ class ComposeConfig:
     def profiles(self) -> list[str]:
         return [p for p in self.values().get("COMPOSE_PROFILES", "").split(",") if p.strip()]
 
-    def pinned_scale(self) -> dict[str, int]:
+    def pinned_scale(self, agents: tuple[str, ...] | None = None) -> dict[str, int]:
         try:
-            return scale_from_env(self.values())
+            return scale_from_env(self.values(), *([agents] if agents else []))
         except ConfigError as exc:
             raise RuntimeFailure(f"{exc}: fix it in {self.env_file}") from None
 
@@ -141,7 +180,9 @@ class ComposeConfig:
         return replace(
             settings,
             queue_backend=check_backend(backend),
-            kafka_bootstrap=f"{HOST}:{self.port('KAFKA_HOST_PORT', 19092)}",
+            kafka_bootstrap=(",".join(f"{HOST}:{self.port(var, port)}" for var, port in CLUSTER_HOST_PORTS)
+                             if backend == "kafka" and self.kafka_brokers > 1
+                             else f"{HOST}:{self.port('KAFKA_HOST_PORT', 19092)}"),
             redis_url=f"redis://{HOST}:{self.port('REDIS_HOST_PORT', 6379)}/0",
             api_host=HOST,
             api_port=self.port("API_HOST_PORT", 8000),
@@ -152,6 +193,8 @@ class ComposeConfig:
             example = self.dir / ".env.example"
             self.env_file.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(example, self.env_file) if example.exists() else self.env_file.touch()
+            if is_packaged(self.dir):  # no setup-docker.sh wrote it: use the local images that are here
+                write_env(self.env_file, present_local_images())
 
     def record(self, backend: str, files: list[str]) -> None:
         """What the stack runs on, in compose/.env (the guide's `.env` edits)."""

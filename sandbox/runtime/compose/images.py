@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.runtime.compose.config import DEFAULT_IMAGES
+from sandbox.runtime.compose.defaults import DEFAULT_IMAGES
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_DIR = ROOT / "compose"
@@ -118,7 +118,7 @@ def image_id(tag: str) -> str:
     return _docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
 
 
-def _digest(*parts: str | bytes, tree: Path | None = None) -> str:
+def content_digest(*parts: str | bytes, tree: Path | None = None) -> str:
     """sha256 over strings and, when given, every file (name + bytes) under `tree`."""
     h = hashlib.sha256()
     for p in parts:
@@ -131,7 +131,7 @@ def _digest(*parts: str | bytes, tree: Path | None = None) -> str:
     return h.hexdigest()
 
 
-def _build(tag: str, context: Path, digest: str, args: dict[str, str], log) -> None:
+def build_image(tag: str, context: Path, digest: str, args: dict[str, str], log) -> None:
     cmd = ["build", "--quiet", "--force-rm", "--label", f"{LABEL}={digest}", "-t", tag]
     for k, v in args.items():
         cmd += ["--build-arg", f"{k}={v}"]
@@ -148,7 +148,7 @@ def _timed(name: str, log, fn) -> None:
 
 # --- the images ----------------------------------------------------------------
 def build_base(log=print) -> None:
-    digest = _digest(*MMDEBSTRAP)
+    digest = content_digest(*MMDEBSTRAP)
     if image_label(TAGS.base) == digest:
         return log(f"cached {TAGS.base}")
     if not shutil.which("mmdebstrap"):
@@ -173,7 +173,7 @@ def build_kafka(log=print) -> None:
 
     src = IMAGES_DIR / "kafka"
     base_id = image_id(TAGS.base)
-    digest = _digest(base_id, LOCK_FILE.read_bytes(), RECIPE, tree=src)
+    digest = content_digest(base_id, LOCK_FILE.read_bytes(), RECIPE, tree=src)
     if image_label(TAGS.kafka) != digest:
         jars = ensure_kafka_jars()
         with tempfile.TemporaryDirectory(prefix="laddr-kafka-image-") as tmp:
@@ -183,29 +183,29 @@ def build_kafka(log=print) -> None:
             for jar in jars.glob("*.jar"):
                 shutil.copyfile(jar, ctx / "libs" / jar.name)
                 (ctx / "libs" / jar.name).chmod(0o644)  # the cache's jars are 0600; appuser reads them
-            _build(TAGS.kafka, ctx, digest, {"BASE_IMAGE": TAGS.base}, log)
+            build_image(TAGS.kafka, ctx, digest, {"BASE_IMAGE": TAGS.base}, log)
     else:
         log(f"cached {TAGS.kafka}")
-    zk_digest = _digest(image_id(TAGS.kafka), tree=IMAGES_DIR / "zookeeper")
+    zk_digest = content_digest(image_id(TAGS.kafka), tree=IMAGES_DIR / "zookeeper")
     if image_label(TAGS.zookeeper) != zk_digest:
-        _build(TAGS.zookeeper, IMAGES_DIR / "zookeeper", zk_digest, {"KAFKA_IMAGE": TAGS.kafka}, log)
+        build_image(TAGS.zookeeper, IMAGES_DIR / "zookeeper", zk_digest, {"KAFKA_IMAGE": TAGS.kafka}, log)
     else:
         log(f"cached {TAGS.zookeeper}")
 
 
 def build_redis(log=print) -> None:
     src = IMAGES_DIR / "redis"
-    digest = _digest(image_id(TAGS.base), RECIPE, tree=src)
+    digest = content_digest(image_id(TAGS.base), RECIPE, tree=src)
     if image_label(TAGS.redis) == digest:
         return log(f"cached {TAGS.redis}")
-    _build(TAGS.redis, src, digest, {"BASE_IMAGE": TAGS.base}, log)
+    build_image(TAGS.redis, src, digest, {"BASE_IMAGE": TAGS.base}, log)
 
 
 def _project_digest() -> str:
     h = [(ROOT / "pyproject.toml").read_bytes()]
     for name in ("sandbox", "agents_examples"):
-        h.append(_digest(name, tree=ROOT / name))
-    return _digest(*h)
+        h.append(content_digest(name, tree=ROOT / name))
+    return content_digest(*h)
 
 
 def build_wheelhouse(log=print) -> None:
@@ -241,11 +241,11 @@ def build_wheelhouse(log=print) -> None:
 
 def build_sandbox(log=print) -> None:
     files = [(COMPOSE_DIR / n).read_bytes() for n in ("Dockerfile", "healthcheck.py", ".dockerignore")]
-    digest = _digest(image_id(TAGS.base), RECIPE, _project_digest(), *files)
+    digest = content_digest(image_id(TAGS.base), RECIPE, _project_digest(), *files)
     if image_label(TAGS.sandbox) == digest:
         return log(f"cached {TAGS.sandbox}")
     build_wheelhouse(log)
-    _build(TAGS.sandbox, COMPOSE_DIR, digest, {"SANDBOX_BASE_IMAGE": TAGS.base}, log)
+    build_image(TAGS.sandbox, COMPOSE_DIR, digest, {"SANDBOX_BASE_IMAGE": TAGS.base}, log)
 
 
 STEPS = {"base": build_base, "kafka": build_kafka, "redis": build_redis, "sandbox": build_sandbox}

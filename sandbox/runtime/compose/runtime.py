@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.brokers.ports import port_is_free
-from sandbox.config import Settings, check_backend
+from sandbox.config import ConfigError, Settings, check_backend
 from sandbox.runtime.base import HOST, LogLine, Progress, Runtime, RuntimeFailure
 from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress
 from sandbox.runtime.compose.cli import ComposeCli
-from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, HOST_PORTS, UI_PORT, ComposeConfig
+from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, CLUSTER_FILE, CLUSTER_NODES, HOST_PORTS, UI_PORT
+from sandbox.runtime.compose.config import ComposeConfig
+from sandbox.runtime.compose.config import is_packaged
 from sandbox.runtime.compose.engine import Engine, env_of, health_of, last_line, number, published, replica
 from sandbox.runtime.compose.engine import service_health, service_of
 from sandbox.runtime.compose.logs import service_logs
@@ -43,7 +45,13 @@ class ComposeRuntime(Runtime):
     def __init__(self, settings: Settings, *, compose_dir: Path | None = None, env_file: Path | None = None,
                  project: str | None = None, cli: list[str] | None = None, cwd: Path | None = None):
         super().__init__(settings)
-        self.config = ComposeConfig(compose_dir, env_file, project, root=cwd)
+        if settings.project is not None:  # a Laddr project's own docker-compose.yml (project.py)
+            from sandbox.runtime.compose.project import ProjectComposeConfig
+
+            self.config: ComposeConfig = ProjectComposeConfig(settings.project, project=project)
+        else:
+            self.config = ComposeConfig(compose_dir, env_file, project, root=cwd)
+            self.config.kafka_brokers = settings.kafka_brokers  # a project's own file has one broker
         self.dir, self.env_file, self.project = self.config.dir, self.config.env_file, self.config.project
         self.cli = ComposeCli(self.config, cli)
         self.engine = Engine(self.project, self.config.root)
@@ -66,6 +74,43 @@ class ComposeRuntime(Runtime):
                                  f"not touching it from {self.config.root}; unset LADDR_COMPOSE_PROJECT or pick another name")
 
     # -- checks before anything starts ---------------------------------------------------
+    @property
+    def for_project(self) -> bool:
+        return self.settings.project is not None
+
+    async def _prepare_project(self, backend: str, progress: Progress, *, apps: bool = True) -> None:
+        """A Laddr project: its image (built if need be), its ports, and its files as Compose reads them."""
+        if not self.for_project:
+            return
+        from sandbox.runtime.compose.images import ImageBuildError
+        from sandbox.runtime.compose.project_image import ensure_project_image, image_tag
+
+        config = self.config
+        try:
+            files = config.files(backend)
+        except ConfigError:
+            await self._compose_config([str(config.laddr.compose_file)])  # compose's own words, if it has any
+            raise
+        left_out = config.left_out()
+        if left_out:
+            progress(f"left out {', '.join(left_out)} of {config.laddr.compose_file.name}: the sandbox needs only "
+                     "the broker, the api and the workers (their images are not built here)")
+        requirements = config.laddr.requirements_file
+        try:
+            config.prepare(image_tag(requirements))
+            await self._compose_config(files)  # a file Compose refuses: said before any slow build
+            if apps:
+                await asyncio.to_thread(ensure_project_image, requirements, progress)
+        except ImageBuildError as exc:
+            raise RuntimeFailure(f"the image of {config.root}: {exc}") from None
+
+    async def _compose_config(self, files: list[str]) -> None:
+        """`docker compose config` of these files: a project file it refuses is bad input (its last line)."""
+        try:
+            await self.cli.run(files, "config", "--quiet")
+        except RuntimeFailure as exc:
+            raise ConfigError(f"{self.config.laddr.compose_file}: {exc}") from None
+
     async def _check_images(self, backend: str, services: Iterable[str], progress: Progress) -> list[str]:
         """Fail when an image is missing; returns the profiles to use (Kafka UI dropped if its image is missing)."""
         profiles = self.config.profiles()
@@ -101,16 +146,22 @@ class ComposeRuntime(Runtime):
         await self.cli.find()
         await asyncio.to_thread(self.engine.client)
         await self._check_owner()
+        if is_packaged(self.config.dir):  # an installed sandbox: its folder's compose .env, with the local images
+            self.config.ensure_env_file()
+        await self._prepare_project(backend, progress)
         files = self.config.files(backend)
         services = [*BROKER_SERVICES[backend], *self.app_services]
         profiles = await self._check_images(backend, services, progress)
         await self._check_ports(backend, services, profiles)
         scale = await self._worker_scale()
         self.config.record(backend, files)
-        progress(f"starting the {backend} stack ({' + '.join(files)})")
-        await self._compose(backend, "up", "-d", "--remove-orphans", *_scale_args(scale),
+        progress(f"starting the {backend} stack ({' + '.join(Path(f).name for f in files)})")
+        # A project's file has more than the stack (its redis on Kafka, minio…): name what runs.
+        targets = ([s for s in services if (s != "kafka-ui" or "ui" in profiles) and s not in CLUSTER_NODES]
+                   if self.for_project else [])  # a project's file has one Kafka node
+        await self._compose(backend, "up", "-d", "--remove-orphans", *_scale_args(scale), *targets,
                             progress=progress, profiles=profiles)
-        await self._wait_ready([*BROKER_RUNNING[backend], *self.app_services], progress)
+        await self._wait_ready([*self._broker_running(backend), *self.app_services], progress)
 
     async def down(self, progress: Progress = no_progress) -> None:
         """Remove this folder's containers and network, and only the volumes made for its containers."""
@@ -153,6 +204,7 @@ class ComposeRuntime(Runtime):
     async def services(self) -> list[ServiceStatus]:
         found = await self._containers()
         backend = await self.current_backend()
+        notes = self.config.llm_notes() if self.for_project else {}
         by_service: dict[str, list[Any]] = {}
         for c in found:
             by_service.setdefault(service_of(c) or "?", []).append(c)
@@ -168,6 +220,7 @@ class ComposeRuntime(Runtime):
                                    replicas=[replica(name, c) for c in cs],
                                    ports=sorted({p for c in cs for p in published(c)}))
             status.health = service_health(cs)
+            status.note = notes.get(name, "")
             out.append(status)
         return out
 
@@ -185,7 +238,7 @@ class ComposeRuntime(Runtime):
         for c in await self._containers():
             if (s := service_of(c)) in counts:
                 counts[s] += 1
-        pinned = self.config.pinned_scale()
+        pinned = self.config.pinned_scale(tuple(self.settings.agents))
         return {s: n or pinned[s] for s, n in counts.items()}
 
     async def scale(self, service: str, replicas: int) -> None:
@@ -209,6 +262,8 @@ class ComposeRuntime(Runtime):
     async def kill_replica(self, service: str, replica: int) -> None:
         self._check_service(service)
         await self._require_backend()
+        if service == "kafka" and replica > 1 and self.settings.kafka_brokers > 1:  # node n is the service kafka-n
+            service, replica = f"kafka-{replica}", 1
         target = next((c for c in await self._containers(service, all_=False) if number(c) == replica), None)
         if target is None:
             raise RuntimeFailure(f"{service}-{replica} is not running")
@@ -223,6 +278,7 @@ class ComposeRuntime(Runtime):
     async def start_broker(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
         await self._check_owner()
+        await self._prepare_project(backend, progress, apps=False)
         services = list(BROKER_SERVICES[backend])
         profiles = await self._check_images(backend, services, progress)
         await self._check_ports(backend, services, profiles)
@@ -230,7 +286,7 @@ class ComposeRuntime(Runtime):
         # The last service pulls in the rest through depends_on (kafka-init -> kafka -> zookeeper).
         target = ["kafka-init", *(["kafka-ui"] if "ui" in profiles else [])] if backend == "kafka" else ["redis"]
         await self._compose(backend, "up", "-d", *target, progress=progress, profiles=profiles)
-        await self._wait_ready(BROKER_RUNNING[backend], progress)
+        await self._wait_ready(self._broker_running(backend), progress)
 
     async def stop_broker(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
@@ -251,6 +307,7 @@ class ComposeRuntime(Runtime):
     async def start_apps(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
         await self._check_owner()
+        await self._prepare_project(backend, progress)
         await self._check_images(backend, self.app_services, progress)
         await self._check_ports(backend, self.app_services, [])
         scale = await self._worker_scale()
@@ -261,6 +318,15 @@ class ComposeRuntime(Runtime):
         await self._wait_ready(list(self.app_services), progress)
 
     # -- waiting -----------------------------------------------------------------------
+    def _broker_running(self, backend: str) -> list[str]:
+        """The broker services the chosen file runs (KRaft files have no ZooKeeper)."""
+        if backend != "kafka" or self.for_project:
+            return BROKER_RUNNING[backend]
+        file = self.config.files(backend)[1]
+        if "kraft" not in file:
+            return BROKER_RUNNING[backend]
+        return ["kafka", "kafka-2", "kafka-3"] if file.endswith(CLUSTER_FILE) else ["kafka"]
+
     async def _wait_ready(self, services: list[str], progress: Progress, timeout: float = READY_TIMEOUT_S) -> None:
         """Every replica of `services` running and healthy; fails fast on a crash loop."""
         deadline = time.monotonic() + timeout

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sandbox.brokers.ports import free_ports, port_is_free
 from sandbox.config import ConfigError, Settings, read_sandbox_env
 from sandbox.runtime.base import HOST, RuntimeFailure, worker_services
+from sandbox.runtime.local.kafka_nodes import port_owner
 from sandbox.runtime.local.statedir import State
 
 MAX_REPLICAS = 64
@@ -23,8 +24,6 @@ MAX_REPLICAS = 64
 REDIS_READY_S = 30.0
 KAFKA_READY_S = 180.0  # a cold JVM on two busy cores
 APPS_READY_S = {"redis": 60.0, "kafka": 120.0}
-# which program holds each port
-PORT_OWNERS = {"redis": "redis", "kafka": "kafka", "kafka_controller": "kafka", "api": "api"}
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -61,15 +60,15 @@ class LocalConfig:
             pinned["api"] = (self.settings.api_port, "API_PORT")
         return pinned
 
-    def choose_ports(self, state: State, keys: tuple[str, ...], running: set[str]) -> dict[str, int]:
+    def choose_ports(self, state: State, keys: tuple[str, ...], running: set[str], nodes: int = 1) -> dict[str, int]:
         """Ports for `keys` into state.ports: pinned ones as set, ours as before unless now taken.
 
-        `running` names our programs that hold their ports right now.
+        `running` names our programs that hold their ports right now; `nodes`, the Kafka's.
         """
         pinned = self.pinned_ports()
         ports = dict(state.ports)
         for key in keys:
-            if PORT_OWNERS[key] in running:
+            if port_owner(key, nodes) in running:
                 continue
             if key in pinned:
                 port, setting = pinned[key]

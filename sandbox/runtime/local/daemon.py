@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from sandbox.protocol import BACKENDS
+from sandbox.runtime.local.kafka_nodes import is_broker_program
 from sandbox.runtime.base import Progress, RuntimeFailure
 from sandbox.runtime.local.procscan import MARKER, alive_of, marked_pids, terminate
 from sandbox.runtime.local.statedir import StateDir
@@ -62,11 +62,11 @@ async def end_everything(folder: StateDir, sup: Supervisor, progress: Progress) 
         with contextlib.suppress(OSError, SupervisorError):
             pids.append(await sup.pid())
         # in parallel, apps first: supervisord's own shutdown goes one group at a time
-        apps = [n for n in procs if n not in BACKENDS]
+        apps = [n for n in procs if not is_broker_program(n)]
         if apps:
             progress("stopping the workers and the api")
             await sup.stop(apps)
-        brokers = [n for n in procs if n in BACKENDS]
+        brokers = [n for n in procs if is_broker_program(n)]
         if brokers:
             progress(f"stopping {', '.join(brokers)}")
             await sup.stop(brokers)

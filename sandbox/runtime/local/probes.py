@@ -18,6 +18,16 @@ async def broker_answers(backend: str, address: str, timeout: float = 1.5) -> bo
     try:
         if backend == "redis":
             return await redis_ping(address, timeout)
+        for node in address.split(","):  # a cluster answers while any node does
+            if await _kafka_answers(node.strip(), timeout):
+                return True
+        return False
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, struct.error, ValueError, IndexError):
+        return False
+
+
+async def _kafka_answers(address: str, timeout: float) -> bool:
+    try:
         meta = await kafka_metadata(address, timeout)
         return bool(meta["brokers"]) and meta["controller_id"] >= 0
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, struct.error, ValueError, IndexError):

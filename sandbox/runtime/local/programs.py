@@ -19,12 +19,12 @@ from sandbox.project import LaddrProject, ProjectError
 from sandbox.project.python_env import EnvironmentFailure, project_python, project_python_ready
 from sandbox.project.workers import noop_reason, project_env, worker_launch
 from sandbox.runtime.base import HOST, Progress, RuntimeFailure, agent_of_service, worker_services
+from sandbox.runtime.local.kafka_nodes import KAFKA_STOP_WAIT_S, cluster_programs, jar_progress
 from sandbox.runtime.local.supervisor_conf import PRIORITY_API, PRIORITY_BROKER, PRIORITY_WORKER, Program
 
 WORKER_STOP_WAIT_S = 30  # in-flight tasks get this long after SIGTERM, then SIGKILL
 API_STOP_WAIT_S = 10
 REDIS_STOP_WAIT_S = 15
-KAFKA_STOP_WAIT_S = 60  # a controlled shutdown flushes and closes every partition
 
 
 def replica_name(service: str, index: int) -> str:
@@ -32,9 +32,9 @@ def replica_name(service: str, index: int) -> str:
 
 
 def service_of(program: str) -> str:
-    """`researcher_worker-2` -> `researcher_worker`; brokers and the api are their own."""
+    """`researcher_worker-2` -> `researcher_worker`, `kafka-2` -> `kafka`; redis and the api are their own."""
     base, _, n = program.rpartition("-")
-    return base if n.isdigit() and base.endswith("_worker") else program
+    return base if n.isdigit() and (base.endswith("_worker") or base == "kafka") else program
 
 
 def app_env(settings: Settings, bus: Settings, backend: str) -> dict[str, str]:
@@ -47,6 +47,7 @@ def app_env(settings: Settings, bus: Settings, backend: str) -> dict[str, str]:
         "API_HOST": HOST,
         "API_PORT": str(bus.api_port),
         "KAFKA_PARTITIONS": str(settings.kafka_partitions),
+        "KAFKA_BROKERS": str(settings.kafka_brokers),
         "WORKER_CONCURRENCY": str(settings.worker_concurrency),
         "LADDR_HEARTBEAT_MS": str(int(settings.heartbeat_s * 1000)),
         "PYTHONUNBUFFERED": "1",  # log lines reach the file as they happen
@@ -117,6 +118,15 @@ def project_notes(settings: Settings) -> dict[str, str]:
     return notes
 
 
+async def broker_programs(
+    backend: str, settings: Settings, data_dir: Path, ports: dict[str, int], directory: Path, progress: Progress
+) -> list[Program]:
+    """The broker's programs: redis, one `kafka`, or `kafka-1..N` for a KRaft cluster."""
+    if backend == "kafka" and settings.kafka_brokers > 1:
+        return await cluster_programs(settings, data_dir, ports, directory, progress, env_delta)
+    return [await broker_program(backend, settings, data_dir, ports, directory, progress)]
+
+
 async def broker_program(
     backend: str, settings: Settings, data_dir: Path, ports: dict[str, int], directory: Path, progress: Progress
 ) -> Program:
@@ -145,15 +155,3 @@ def env_delta(env: dict[str, str]) -> dict[str, str]:
     delta = {k: v for k, v in env.items() if os.environ.get(k) != v}
     delta.update({k: "" for k in os.environ if k not in env})
     return delta
-
-
-def jar_progress(progress: Progress) -> Callable[[int, int, str], None]:
-    last = [0.0]
-
-    def show(done: int, total: int, name: str) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done >= total:
-            last[0] = now
-            progress(f"fetching Kafka jars (once per user): {done / 1e6:.0f}/{total / 1e6:.0f} MB")
-
-    return show

@@ -31,6 +31,7 @@ from sandbox.runtime.local.logfollow import line_time, read_tail
 from sandbox.runtime.local.supervisor_client import Supervisor
 
 Procs = dict[str, dict[str, Any]]
+CRASH_LOOP_LIVES = 3
 
 
 def this_life(proc: dict[str, Any] | None, heartbeat: float) -> bool:
@@ -62,10 +63,12 @@ class Readiness:
         seen: set[str] = set()
         api_ok = "api" not in names
         last_report = last_look = -1.0
+        lives: dict[str, set[int]] = {}  # start times seen per program: a new one is a restart
         while True:
             elapsed = time.monotonic() - started
             procs = await self.sup.processes()
             self.fail_if_fatal(procs, names)
+            self.fail_if_looping(procs, names, lives)
             look_harder = elapsed - last_look >= 1.0
             if look_harder:
                 last_look = elapsed
@@ -94,6 +97,19 @@ class Readiness:
             info = procs.get(name)
             if info and info["statename"] == "FATAL":
                 why = last_log_line(self.log_file(name)) or info.get("description") or "exited too quickly"
+                raise RuntimeFailure(f"{name} keeps exiting ({why}); see: laddr-sandbox logs {service_of(name)}")
+
+    def fail_if_looping(self, procs: Procs, names: list[str], lives: dict[str, set[int]]) -> None:
+        """A program that outlives startsecs and then dies is restarted forever, never FATAL:
+        the third life seen while waiting is a crash loop."""
+        for name in names:
+            info = procs.get(name)
+            if not info or not info["start"]:
+                continue
+            seen = lives.setdefault(name, set())
+            seen.add(int(info["start"]))
+            if len(seen) >= CRASH_LOOP_LIVES:
+                why = last_log_line(self.log_file(name)) or "it exits after it started"
                 raise RuntimeFailure(f"{name} keeps exiting ({why}); see: laddr-sandbox logs {service_of(name)}")
 
     async def registered(self, replicas: list[str], procs: Procs, look_harder: bool) -> set[str]:

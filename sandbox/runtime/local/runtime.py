@@ -36,8 +36,9 @@ from sandbox.runtime.local.config import APPS_READY_S, KAFKA_READY_S, MAX_REPLIC
 from sandbox.runtime.local.daemon import end_everything, start_supervisord
 from sandbox.runtime.local.logfollow import follow_files
 from sandbox.runtime.local.probes import api_answers, broker_answers
+from sandbox.runtime.local.kafka_nodes import bootstrap, is_broker_program, node_programs, port_keys, wait_cluster
 from sandbox.runtime.local.programs import (
-    app_programs, broker_program, prepare_project, project_notes, replica_name, service_of,
+    app_programs, broker_programs, prepare_project, project_notes, replica_name, service_of,
 )
 from sandbox.runtime.local.readiness import Readiness, last_log_line
 from sandbox.runtime.local.statedir import State, StateDir, state_dir
@@ -45,6 +46,10 @@ from sandbox.runtime.local.status import ALIVE_STATES, replicas_of, service_rows
 from sandbox.runtime.local.supervisor_client import Supervisor, restart_counts
 from sandbox.runtime.local.supervisor_conf import Program, configured_programs, program_file, remove_program
 from sandbox.runtime.local.supervisor_conf import write_program
+
+
+class AppsNotReady(RuntimeFailure):
+    """The api and workers were started but did not all become ready (e.g. one crash-loops)."""
 
 
 class LocalRuntime(Runtime):
@@ -60,15 +65,15 @@ class LocalRuntime(Runtime):
 
     # -- addresses ------------------------------------------------------------------
     def bus_settings(self, backend: str) -> Settings:
-        ports = self.dir.load().ports
-        s = self.settings
+        state = self.dir.load()
+        ports, s = state.ports, self.settings
         redis_port = ports.get("redis") or urlsplit(s.redis_url).port or 6379
         kafka_port = ports.get("kafka") or int(s.kafka_bootstrap.split(",")[0].rpartition(":")[2])
         return replace(
             s,
             queue_backend=runtime_backend(backend),
             redis_url=f"redis://{HOST}:{redis_port}/0",
-            kafka_bootstrap=f"{HOST}:{kafka_port}",
+            kafka_bootstrap=bootstrap(ports, state.kafka_brokers) if state.kafka_brokers > 1 else f"{HOST}:{kafka_port}",
             api_host=HOST,
             api_port=ports.get("api") or s.api_port,
         )
@@ -159,13 +164,14 @@ class LocalRuntime(Runtime):
                 state.project_dir, state.started_at = str(self.project_dir), time.time()
                 self.dir.save(state)
                 await self.start_broker(backend, progress)
+                await self.start_apps(backend, progress)
+            except AppsNotReady:
+                raise  # they were started: one that fails stays up for `status` and `logs` to explain
             except BaseException:
-                # nothing useful runs without a broker: leave no half stack behind
+                # nothing was left running for the user (broker down, api port taken, no venv): leave no half stack
                 with contextlib.suppress(Exception):
                     await self._teardown(no_progress)
                 raise
-            # a worker that fails from here on stays up for `status` and `logs` to explain
-            await self.start_apps(backend, progress)
             progress(f"stack up on {backend} in {time.monotonic() - started:.1f}s")
 
     async def down(self, progress: Progress = no_progress) -> None:
@@ -189,7 +195,7 @@ class LocalRuntime(Runtime):
         if state.backend:
             return state.backend
         procs = await self.sup.processes()
-        return next((b for b in BACKENDS if b in procs), None)
+        return next((b for b in BACKENDS if b in {service_of(n) for n in procs}), None)
 
     # -- broker -----------------------------------------------------------------------------
     async def start_broker(self, backend: str, progress: Progress = no_progress) -> None:
@@ -199,36 +205,49 @@ class LocalRuntime(Runtime):
             await self._supervisord_up(progress)
             state = self.dir.load()
             running = await self._running_programs()
-            keys = ("redis",) if backend == "redis" else ("kafka", "kafka_controller")
-            ports = self.config.choose_ports(state, keys, running)
+            nodes = self.settings.kafka_brokers if backend == "kafka" else 1
+            keys = ("redis",) if backend == "redis" else port_keys(nodes)
+            ports = self.config.choose_ports(state, keys, running, nodes)
+            state.kafka_brokers = nodes if backend == "kafka" else state.kafka_brokers
             self.dir.save(state)
-            if backend not in running or not await broker_answers(backend, self._address(backend)):
-                program = await broker_program(backend, self.settings, self.dir.data / backend, ports,
-                                               self.project_dir, progress)
-                progress(f"starting {'Kafka (JVM)' if backend == 'kafka' else 'Redis'} on {HOST}:{ports[backend]}")
-                await self._apply([program])
+            names = self._broker_names(backend)
+            if not set(names) <= running or not await broker_answers(backend, self._address(backend)):
+                # each node count its own storage: a cluster's quorum names its voters for good
+                data = self.dir.data / (backend if nodes == 1 else f"kafka-{nodes}nodes")
+                programs = await broker_programs(backend, self.settings, data, ports, self.project_dir, progress)
+                what = "Redis" if backend == "redis" else "Kafka (JVM)" if nodes == 1 else f"{nodes} Kafka nodes (JVMs)"
+                progress(f"starting {what} on {self._address(backend)}")
+                stale = [n for n in configured_programs(self.dir) if service_of(n) == backend and n not in names]
+                await self._apply(programs, remove=stale)
                 await self._wait_broker(backend, progress)
             await self._ensure_topology(backend)
+
+    def _broker_names(self, backend: str) -> list[str]:
+        return node_programs(self.dir.load().kafka_brokers) if backend == "kafka" else [backend]
 
     async def _wait_broker(self, backend: str, progress: Progress) -> None:
         address = self._address(backend)
         started = time.monotonic()
+        names = self._broker_names(backend)
 
         def alive() -> bool:  # between probes: a crash-looping broker fails fast
             try:
-                return self.sup.call_sync("getProcessInfo", backend)["statename"] not in ("FATAL", "STOPPED", "EXITED")
+                return all(self.sup.call_sync("getProcessInfo", n)["statename"] not in ("FATAL", "STOPPED", "EXITED")
+                           for n in names)
             except Exception:
                 return False
 
         try:
             if backend == "redis":
                 await wait_redis_ready(address, REDIS_READY_S)
+            elif len(names) > 1:
+                await wait_cluster(address, len(names), KAFKA_READY_S, alive, progress)
             else:
                 await wait_kafka_ready(address, KAFKA_READY_S, alive=alive,
                                        progress=lambda s: progress(f"starting Kafka (JVM)… {s:.0f}s"))
         except BrokerError as exc:
-            why = last_log_line(self.dir.log_file(backend)) or exc
-            raise RuntimeFailure(f"{backend} did not start: {why}; see {self.dir.log_file(backend)}") from None
+            why = last_log_line(self.dir.log_file(names[0])) or exc
+            raise RuntimeFailure(f"{backend} did not start: {why}; see {self.dir.log_file(names[0])}") from None
         progress(f"{backend} ready on {address} ({time.monotonic() - started:.1f}s)")
 
     async def _ensure_topology(self, backend: str) -> None:
@@ -243,14 +262,14 @@ class LocalRuntime(Runtime):
         async with self._locked():
             await self._require_running()
             progress(f"stopping {backend}")
-            await self._apply([], remove=[backend])
+            await self._apply([], remove=[n for n in configured_programs(self.dir) if service_of(n) == backend])
 
     # -- apps -------------------------------------------------------------------------------
     async def stop_apps(self, progress: Progress = no_progress) -> None:
         async with self._locked():
             await self._require_running()
             progress("stopping the workers and the api")
-            await self._apply([], remove=[n for n in configured_programs(self.dir) if n not in BACKENDS])
+            await self._apply([], remove=[n for n in configured_programs(self.dir) if not is_broker_program(n)])
 
     def record_backend(self, backend: str) -> None:
         """QUEUE_BACKEND and the broker's address go to the project's `.env`, as the guide does by hand."""
@@ -276,10 +295,13 @@ class LocalRuntime(Runtime):
             await prepare_project(self.settings, progress)
             programs = app_programs(self.settings, self.bus_settings(backend), backend, state.scale, self.project_dir)
             wanted = {p.name for p in programs}
-            extra = [n for n in configured_programs(self.dir) if n not in wanted and n not in BACKENDS]
+            extra = [n for n in configured_programs(self.dir) if n not in wanted and not is_broker_program(n)]
             progress(f"starting the api and {sum(state.scale.values())} worker(s) on {backend}")
             await self._apply(programs, remove=extra)
-            await self._wait_ready(backend, [p.name for p in programs], progress)
+            try:
+                await self._wait_ready(backend, [p.name for p in programs], progress)
+            except RuntimeFailure as exc:
+                raise AppsNotReady(str(exc)) from None
 
     async def _wait_ready(self, backend: str, names: list[str], progress: Progress) -> None:
         bus_settings = self.bus_settings(backend)
@@ -346,10 +368,12 @@ class LocalRuntime(Runtime):
     async def kill_replica(self, service: str, replica: int) -> None:
         self._check_service(service)
         await self._require_running()
-        if service not in self.worker_services and replica != 1:
+        procs = await self.sup.processes()
+        replicas = dict(replicas_of(service, procs))  # a Kafka cluster's nodes are replicas too
+        if service not in self.worker_services and replica not in replicas and len(replicas) == 1:
             raise RuntimeFailure(f"{service} has one replica: use 1")
-        name = replica_name(service, replica) if service in self.worker_services else service
-        info = (await self.sup.processes()).get(name)
+        name = replicas.get(replica, replica_name(service, replica))
+        info = procs.get(name)
         if not info or not info["pid"]:
             raise RuntimeFailure(f"{name} is not running")
         with contextlib.suppress(ProcessLookupError):

@@ -39,6 +39,7 @@ class State:
     project_dir: str = ""
     ports: dict[str, int] = field(default_factory=dict)  # redis, kafka, kafka_controller, api
     scale: dict[str, int] = field(default_factory=dict)  # worker service -> replicas
+    kafka_brokers: int = 1  # the nodes of the local Kafka as last started
     started_at: float | None = None
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sandbox.protocol import BACKENDS
 from sandbox.runtime.base import HOST, Replica, ServiceStatus
 from sandbox.runtime.local.config import KAFKA_READY_S
+from sandbox.runtime.local.kafka_nodes import is_broker_program, port_keys
 from sandbox.runtime.local.probes import api_answers, broker_answers
 from sandbox.runtime.local.programs import service_of
 from sandbox.runtime.local.statedir import State
@@ -34,10 +35,8 @@ Procs = dict[str, dict[str, Any]]
 
 def replicas_of(service: str, programs: Iterable[str]) -> list[tuple[int, str]]:
     """(index, program) of a service among program names, by index."""
-    programs = list(programs)
-    if not service.endswith("_worker"):
-        return [(1, service)] if service in programs else []
-    return sorted((int(n.rpartition("-")[2]), n) for n in programs if service_of(n) == service and n != service)
+    found = [n for n in programs if service_of(n) == service]
+    return sorted((1 if n == service else int(n.rpartition("-")[2]), n) for n in found)
 
 
 def replica(index: int, name: str, info: dict[str, Any], restarts: dict[str, int]) -> Replica:
@@ -58,14 +57,16 @@ async def service_rows(state: State, procs: Procs, restarts: dict[str, int], bac
     """Brokers (the other one only while a switch keeps it warm), the api, then each worker service."""
     out: list[ServiceStatus] = []
     for broker in BACKENDS:
-        if broker != backend and broker not in procs:
+        reps = replicas_of(broker, procs)
+        if broker != backend and not reps:
             continue
-        ports = [state.ports[k] for k in (broker, f"{broker}_controller") if k in state.ports]
-        status = ServiceStatus(broker, "broker", desired=1 if procs else 0, ports=ports)
-        if broker in procs:
-            status.replicas.append(replica(1, broker, procs[broker], restarts))
+        nodes = state.kafka_brokers if broker == "kafka" else 1
+        keys = port_keys(nodes)[0::2] if nodes > 1 else (broker, f"{broker}_controller")
+        ports = [state.ports[k] for k in keys if k in state.ports]
+        status = ServiceStatus(broker, "broker", desired=nodes if procs else 0, ports=ports)
+        status.replicas += [replica(index, name, procs[name], restarts) for index, name in reps]
         out.append(status)
-    apps_on = any(n not in BACKENDS for n in procs)
+    apps_on = any(not is_broker_program(n) for n in procs)
     api = ServiceStatus("api", "api", desired=int(apps_on), ports=[state.ports["api"]] if "api" in state.ports else [])
     if "api" in procs:
         api.replicas.append(replica(1, "api", procs["api"], restarts))

@@ -49,7 +49,8 @@ def test_an_old_fixed_name_in_the_compose_env_is_not_used(tmp_path: Path, monkey
     assert "COMPOSE_PROJECT_NAME=laddr" not in (COMPOSE_DIR / ".env.example").read_text()
 
 
-@pytest.mark.parametrize("backend", ["docker-compose.kafka.yml", "docker-compose.kraft.yml", "docker-compose.redis.yml"])
+@pytest.mark.parametrize("backend", ["docker-compose.kafka.yml", "docker-compose.kraft.yml", "docker-compose.kraft3.yml",
+                                     "docker-compose.redis.yml"])
 def test_every_service_is_labelled_with_the_sandbox_folder(backend: str, tmp_path: Path) -> None:
     if not shutil.which("docker") or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode:
         pytest.fail("docker compose (v2) is not installed: run scripts/setup-docker.sh first", pytrace=False)
@@ -58,3 +59,11 @@ def test_every_service_is_labelled_with_the_sandbox_folder(backend: str, tmp_pat
                          text=True, check=True, env={"PATH": os.environ["PATH"], ROOT_VAR: str(tmp_path)})
     services = json.loads(out.stdout)["services"]
     assert {name: s.get("labels", {}).get(ROOT_LABEL) for name, s in services.items()} == dict.fromkeys(services, str(tmp_path))
+
+
+def test_kafka_brokers_3_picks_the_three_node_file_and_bootstraps_from_every_node(tmp_path: Path) -> None:
+    runtime = ComposeRuntime(Settings(kafka_brokers=3), cwd=tmp_path, compose_dir=COMPOSE_DIR, env_file=tmp_path / "none")
+    assert runtime.config.files("kafka")[1] == "docker-compose.kraft3.yml"
+    assert runtime.bus_settings("kafka").kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    assert runtime._broker_running("kafka") == ["kafka", "kafka-2", "kafka-3"]
+    assert ComposeRuntime(Settings(), cwd=tmp_path, compose_dir=COMPOSE_DIR).config.files("kafka")[1] != "docker-compose.kraft3.yml"

@@ -347,6 +347,24 @@ async def test_a_taken_port_is_one_clear_failure(tmp_path: Path) -> None:
             await finish(runtime)
 
 
+async def test_a_taken_api_port_ends_what_the_failed_up_started(tmp_path: Path) -> None:
+    """The broker was up already when the api's port turned out taken: nothing is left half up."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        runtime = make_local(tmp_path, api_port=port)
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("API_PORT", str(port))
+                with pytest.raises(RuntimeFailure, match=rf"port {port} \(API_PORT\) is taken"):
+                    await runtime.up("redis")
+            assert marked_pids(runtime.dir.root) == [] and not runtime.running_sync()
+            assert await runtime.current_backend() is None  # the next up starts afresh, not attaches
+        finally:
+            await finish(runtime)
+
+
 async def test_missing_redis_server_is_one_clear_failure(tmp_path: Path) -> None:
     runtime = make_local(tmp_path)
     try:
