@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandbox.protocol import Task, validate_agent_name
+from sandbox.protocol import SANDBOX_META, Task, validate_agent_name
 
 if TYPE_CHECKING:
     from sandbox.bus.base import Bus
 
 BUNDLED_AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents_examples"
 # Keys the API and Laddr add to a payload that are not the agent's inputs.
-META_KEYS = frozenset({"job_id", "trace_id", "workflow_name", "_batch_id", "_batch_index"})
+META_KEYS = frozenset({"job_id", "trace_id", "workflow_name", "_batch_id", "_batch_index", SANDBOX_META})
 
 
 class AgentNotFound(LookupError):
@@ -46,7 +46,8 @@ class AgentContext:
 
     async def ask(self, agent: str, inputs: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """Delegate to another agent over the bus and return its result."""
-        response = await self.bus.request(agent, inputs, timeout=timeout)
+        payload = {**inputs, SANDBOX_META: {"parent": self.task.task_id}}  # what `trace` builds the tree from
+        response = await self.bus.request(agent, payload, timeout=timeout)
         step = {"agent": agent, "worker": response.worker_id, "task_id": response.task_id, "status": response.status}
         self.steps.append(step)
         if not response.ok:
@@ -112,12 +113,17 @@ def inputs_of(payload: Any) -> dict[str, Any]:
 
 
 async def simulate(inputs: dict[str, Any]) -> None:
-    """Honour `{"simulate": {"delay_ms": 200, "fail": true}}`: slow or failing work on demand."""
+    """Honour `{"simulate": {"delay_ms": 200, "fail": true}}`: slow or failing work on demand.
+
+    `"raise": "why"` raises an unexpected error instead: retried, then dead-lettered (a poison task).
+    """
     spec = inputs.get("simulate")
     if not isinstance(spec, dict):
         return
     delay = spec.get("delay_ms", 0)
     if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay > 0:
         await asyncio.sleep(min(float(delay), 3_600_000) / 1000.0)
+    if spec.get("raise"):
+        raise RuntimeError(str(spec["raise"]))
     if spec.get("fail"):
         raise AgentFailed(str(spec.get("error") or "simulated failure"))

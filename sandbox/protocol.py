@@ -47,6 +47,10 @@ KAFKA_DLQ = "laddr.dlq"
 # that the registry survives restarts of every process.
 KAFKA_REGISTRY = "laddr.registry"
 
+# The sandbox's own bookkeeping in a task's payload, which Laddr's client, worker and Agent ignore:
+# {"parent": task id} on a sub-task (for `trace`), {"earlier_deliveries": N} on a requeued dead letter.
+SANDBOX_META = "_laddr_sandbox"
+
 # Laddr's Agent runs a task under the payload's prompt_id, else job_id, and puts both in its answer.
 LADDR_JOB_KEYS = ("prompt_id", "job_id")
 
@@ -279,3 +283,40 @@ class AgentInfo:
             last_heartbeat=float(doc.get("last_heartbeat") or 0.0),
             worker_id=doc.get("worker_id") if isinstance(doc.get("worker_id"), str) else None,
         )
+
+
+def earlier_deliveries(payload: Any) -> int:
+    """How often a requeued dead letter was delivered before its requeue (0 for any other task)."""
+    meta = payload.get(SANDBOX_META) if isinstance(payload, dict) else None
+    value = meta.get("earlier_deliveries") if isinstance(meta, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def without_earlier_deliveries(task: Task) -> Task:
+    """The task as it was first sent: a handler does not see the count a requeue added."""
+    payload = task.payload
+    meta = payload.get(SANDBOX_META) if isinstance(payload, dict) else None
+    if not isinstance(meta, dict) or "earlier_deliveries" not in meta:
+        return task
+    rest = {k: v for k, v in meta.items() if k != "earlier_deliveries"}
+    cleaned = {k: v for k, v in payload.items() if k != SANDBOX_META} | ({SANDBOX_META: rest} if rest else {})
+    return Task(agent_name=task.agent_name, payload=cleaned, task_id=task.task_id, created_at=task.created_at)
+
+
+def with_earlier_deliveries(raw: bytes, count: int) -> bytes:
+    """A dead task's bytes, carrying its delivery count so the count goes on after a requeue.
+
+    Bytes that are not a task with an object payload are requeued as they are.
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+    payload = doc.get("payload") if isinstance(doc, dict) else None
+    if not isinstance(payload, dict) or count <= 0:
+        return raw
+    meta = payload.get(SANDBOX_META)
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta["earlier_deliveries"] = count
+    doc["payload"] = {**payload, SANDBOX_META: meta}
+    return orjson.dumps(doc)

@@ -13,8 +13,8 @@ from sandbox.bus.base import (
     QueueStats,
     RequestTimeout,
     TapMessage,
-    describe_message,
 )
+from sandbox.bus.tap import describe_message
 from sandbox.config import Settings
 
 __all__ = [

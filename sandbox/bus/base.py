@@ -12,14 +12,12 @@ import abc
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-import orjson
-
-from sandbox.config import Settings
 from sandbox.bus.waiters import ResponseWaiters, with_job_id
-from sandbox.protocol import AgentInfo, DecodeError, Response, Task, agent_of_channel, asked, decode_task, job_id_of
+from sandbox.config import Settings
+from sandbox.protocol import AgentInfo, DecodeError, Response, Task, decode_task, job_id_of, with_earlier_deliveries
 
 if TYPE_CHECKING:  # a plain dataclass; the Kafka bus fills it
     from sandbox.bus.kafka.health import PartitionHealth
@@ -115,37 +113,6 @@ class DeadLetter:
     timestamp: float
 
 
-def describe_message(channel: str, kind: str, raw: bytes, timestamp: float, position: str,
-                     task_id: str | None = None) -> TapMessage:
-    """A tap line from raw bytes: whatever decodes is shown, nothing is required.
-
-    `task_id`: where the place names the task (a Redis response channel). A response that
-    names no task at all (Laddr 0.9.6 on Kafka) is shown as unmatched.
-    """
-    doc: dict[str, Any] | None
-    try:
-        loaded = orjson.loads(raw)
-        doc = loaded if isinstance(loaded, dict) else None
-    except (orjson.JSONDecodeError, TypeError):
-        doc = None
-    message = TapMessage(channel=channel, kind=kind, timestamp=timestamp, raw=raw, doc=doc, position=position)
-    if doc is not None:
-        inside = doc.get("task_id")
-        message.task_id = inside if isinstance(inside, str) and inside else task_id
-        if kind == "task" and "payload" in doc:  # what was asked; `raw` keeps the wire bytes
-            doc["payload"] = asked(doc["payload"], message.task_id)
-        agent = doc.get("agent_name") or doc.get("agent")
-        message.agent = agent if isinstance(agent, str) else agent_of_channel(channel)
-        status = doc.get("status")
-        message.status = status if isinstance(status, str) else ("queued" if kind == "task" else None)
-        if kind == "response" and message.task_id is None:
-            message.status = f"unmatched ({message.status or 'no status'}): no task id"
-    else:
-        message.agent = agent_of_channel(channel)
-        message.status = "undecodable" if kind != "dlq" else None
-    return message
-
-
 class Consumer(Protocol):
     """One worker's loop on one agent's queue (each backend's consumer.py)."""
 
@@ -156,9 +123,12 @@ class Inspector(Protocol):
     """Looking at the broker without consuming (each backend's inspect.py); the Bus methods say what each does."""
 
     async def queue_stats(self, agents: Iterable[str]) -> list[QueueStats]: ...
-    def tap(self, last: int = 0) -> AsyncIterator[TapMessage]: ...
+    def tap(self, last: int = 0, since: float | None = None,
+            at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]: ...
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+    async def history(self, last: int) -> list[TapMessage]: ...
     async def requeue_dead_letter(self, dead: DeadLetter) -> None: ...
+    async def drop_dead_letter(self, dead: DeadLetter) -> None: ...
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int: ...
 
 
@@ -365,16 +335,29 @@ class Bus(abc.ABC):
         """Leader and in-sync replicas of each partition of the agents' queues (Kafka; Redis: none)."""
         return []
 
-    def tap(self, *, last: int = 0) -> AsyncIterator[TapMessage]:
-        """Every message on the broker from now on (and the last N before), read-only."""
-        return self.inspector.tap(last)
+    def tap(self, *, last: int = 0, since: float | None = None,
+            at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        """Every message on the broker from now on (and the last N before), read-only.
+
+        `since` (epoch seconds): start at that time instead; `at` = (topic or stream, position):
+        that one from a Kafka "partition:offset" or a Redis stream id on, the others from now.
+        """
+        return self.inspector.tap(last, since, at)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.inspector.dead_letters(limit)
 
+    async def history(self, last: int = 10_000) -> list[TapMessage]:
+        """The messages the broker still holds (the newest `last`), oldest first: what a trace reads."""
+        return await self.inspector.history(last)
+
     async def requeue_dead_letter(self, dead: DeadLetter) -> None:
-        """Put a dead letter back on its agent's queue and remove it from the DLQ."""
-        await self.inspector.requeue_dead_letter(dead)
+        """Put a dead letter back on its agent's queue (its delivery count goes on) and remove it from the DLQ."""
+        await self.inspector.requeue_dead_letter(replace(dead, raw=with_earlier_deliveries(dead.raw, dead.delivery_count)))
+
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        """Remove a dead letter for good (Redis: XDEL; Kafka: a skip record the DLQ reader honours)."""
+        await self.inspector.drop_dead_letter(dead)
 
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int:
         """Hand every unanswered task of an agent to `sink`, acknowledging each after.

@@ -15,7 +15,7 @@ from typing import Any
 
 from sandbox.bus.base import Handler, MessageTooLarge
 from sandbox.bus.reconnect import Backoff, BrokerWatch
-from sandbox.protocol import Response, Task
+from sandbox.protocol import Response, Task, earlier_deliveries, without_earlier_deliveries
 
 log = logging.getLogger("sandbox.bus")
 
@@ -66,9 +66,12 @@ async def answer(handler: Handler, task: Task, delivery_count: int, max_deliveri
     for the dead-letter place. The caller is answered either way (an "error"
     response), so nobody waits for a task that will never succeed.
     """
-    count, delay = delivery_count, 0.05
+    # A requeued dead letter goes on counting from where it stopped, with a fresh budget.
+    earlier = earlier_deliveries(task.payload)
+    task = without_earlier_deliveries(task)
+    count, delay, limit = delivery_count + earlier, 0.05, max_deliveries + earlier
     while True:
-        if count > max_deliveries:  # e.g. a task that crashed workers again and again
+        if count > limit:  # e.g. a task that crashed workers again and again
             reason = dlq_reason(count - 1)
             return gave_up(task, count - 1, reason), reason
         try:
@@ -77,7 +80,7 @@ async def answer(handler: Handler, task: Task, delivery_count: int, max_deliveri
             raise
         except Exception as exc:  # the handler's failure is data here, not a crash of the consumer
             reason = f"{type(exc).__name__}: {exc}"
-            if count >= max_deliveries:
+            if count >= limit:
                 return gave_up(task, count, reason), f"failed {count} time(s): {reason}"
             log.warning("task %s failed on attempt %d (%s); retrying in %.2fs", task.task_id, count, reason, delay)
             await asyncio.sleep(delay)

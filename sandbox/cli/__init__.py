@@ -11,7 +11,7 @@ import os
 import click
 
 from sandbox import __version__
-from sandbox.cli import project, stack, tasks
+from sandbox.cli import dead_letters, project, resend_cmd, stack, tasks, trace_cmd
 from sandbox.cli.common import BadInput, Context, async_command, expected_failures
 from sandbox.protocol import BACKENDS
 
@@ -60,7 +60,8 @@ def launch(ctx: Context, backend: str | None, runtime_kind: str | None, project_
     expected_failures(lambda: run_tui(runtime_kind or ctx.runtime_kind, backend, settings))
 
 
-for command in [*stack.COMMANDS, *tasks.COMMANDS, *project.COMMANDS]:
+for command in [*stack.COMMANDS, *tasks.COMMANDS, *project.COMMANDS, *trace_cmd.COMMANDS,
+                *dead_letters.COMMANDS, *resend_cmd.COMMANDS]:
     cli.add_command(command)
 
 

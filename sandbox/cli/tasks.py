@@ -1,4 +1,4 @@
-"""Commands that talk to agents and watch the broker: send, watch, verify, dlq."""
+"""Commands that talk to agents and watch the broker: send, watch, verify (dlq: dead_letters.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sandbox.config import Settings
 from sandbox.laddr_compat import matching_note
 from sandbox.protocol import expected_channels, validate_agent_name
 from sandbox.runtime.base import Runtime, StackNotRunning
+from sandbox.seek import parse_from, parse_offset
 
 
 def parse_inputs(text: str) -> dict[str, Any]:
@@ -95,9 +96,12 @@ async def send(ctx: Context, agent: str, inputs: str, timeout: float, as_json: b
 @click.option("--last", type=click.IntRange(0, 100_000), default=0, help="First replay the last N messages.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--count", type=click.IntRange(1), default=None, help="Stop after N messages.")
+@click.option("--from", "since", metavar="WHEN", help="Start at a time: 10m (ago), 2h, 2026-12-02T10:00.")
+@click.option("--offset", metavar="POS", help="Start PATTERN's topic at PARTITION:OFFSET (Kafka) or stream id (Redis).")
 @click.pass_obj
 @async_command
-async def watch(ctx: Context, pattern: str | None, last: int, as_json: bool, count: int | None) -> None:
+async def watch(ctx: Context, pattern: str | None, last: int, as_json: bool, count: int | None,
+                since: str | None, offset: str | None) -> None:
     """Live messages on the broker (tasks, responses, dead letters), one line each.
 
     PATTERN filters by topic/stream name (shell-style, e.g. 'laddr.tasks.*') or by
@@ -108,14 +112,17 @@ async def watch(ctx: Context, pattern: str | None, last: int, as_json: bool, cou
       laddr-sandbox watch
       laddr-sandbox watch 'laddr.tasks.researcher' --last 20
       laddr-sandbox watch --json --count 10
+      laddr-sandbox watch --from 10m
+      laddr-sandbox watch laddr.tasks.researcher --offset 0:42
     """
     settings = await current_bus_settings(await ctx.runtime())
+    start, at = seek_args(since, offset, pattern, settings.queue_backend)
     seen = 0
     if pattern:  # a pattern that matches nothing must not look like a silent broker
         click.echo(f"showing messages whose topic/stream matches {pattern!r} (shell-style: * ? [..]) "
                    f"or contains it, or whose text contains it", err=True)
     async with make_bus(settings) as bus:
-        async for message in bus.tap(last=last):
+        async for message in bus.tap(last=last, since=start, at=at):
             if pattern and not (fnmatch.fnmatch(message.channel, pattern) or pattern in message.channel
                                 or pattern.encode() in message.raw):
                 continue
@@ -123,6 +130,21 @@ async def watch(ctx: Context, pattern: str | None, last: int, as_json: bool, cou
             seen += 1
             if count is not None and seen >= count:
                 return
+
+
+def seek_args(since: str | None, offset: str | None, pattern: str | None,
+              backend: str) -> tuple[float | None, tuple[str, str] | None]:
+    """--from and --offset checked (exit 2 when bad): the tap's `since` and `at`."""
+    if since and offset:
+        raise BadInput("give --from or --offset, not both")
+    try:
+        start = parse_from(since) if since else None
+        position = parse_offset(offset, backend) if offset else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if position is not None and (not pattern or any(c in pattern for c in "*?[")):
+        raise BadInput("--offset needs PATTERN to name one topic or stream, e.g. laddr.tasks.researcher")
+    return start, (pattern, position) if position is not None and pattern else None
 
 
 @click.command()
@@ -177,32 +199,4 @@ async def verify(ctx: Context, timeout: float) -> None:
     click.echo(click.style("all checks passed", fg="green"))
 
 
-@click.command()
-@click.option("--requeue", "requeue_id", metavar="ID", help="Send this dead letter back to its queue.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
-@click.pass_obj
-@async_command
-async def dlq(ctx: Context, requeue_id: str | None, limit: int) -> None:
-    """Messages that could not be handled, with the reason; send one back with --requeue.
-
-    \b
-    Examples:
-      laddr-sandbox dlq
-      laddr-sandbox dlq --requeue 1764000000000-0
-    """
-    async with make_bus(await current_bus_settings(await ctx.runtime())) as bus:
-        letters = await bus.dead_letters(limit if requeue_id is None else 100_000)
-        if requeue_id is not None:
-            match = [d for d in letters if d.id == requeue_id]
-            if not match:
-                raise BadInput(f"no dead letter {requeue_id!r}; list them with: laddr-sandbox dlq")
-            await bus.requeue_dead_letter(match[0])
-            click.echo(f"{requeue_id}: sent back to {match[0].source}")
-            return
-    for d in letters:
-        click.echo(f"{d.id}  {d.source}  deliveries {d.delivery_count}  {d.reason}")
-        click.echo("    " + d.raw.decode(errors="replace")[:200])
-    click.echo(f"{len(letters)} dead letter(s)")
-
-
-COMMANDS = [send, watch, verify, dlq]
+COMMANDS = [send, watch, verify]

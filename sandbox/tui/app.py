@@ -17,6 +17,7 @@ from textual.logging import TextualHandler
 from sandbox.config import Settings
 from sandbox.runtime.base import Runtime
 from sandbox.tui.commands import SandboxCommands
+from sandbox.tui.dead_letters_view import DeadLettersView
 from sandbox.tui.help_screen import HelpScreen, Sections
 from sandbox.tui.live_lines import LiveLines
 from sandbox.tui.logs_view import LogsView
@@ -71,6 +72,7 @@ class SandboxApp(App[None]):
             ("Messages", [MessagesView, LiveLines]),
             ("Switch dialog", [SwitchDialog]),
             ("Quit dialog", [QuitDialog]),
+            ("Dead letters", [DeadLettersView]),
         ]
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

@@ -10,6 +10,7 @@ from textual.widget import Widget
 
 from sandbox.tui.logs_view import LogsView
 from sandbox.tui.messages_view import MessagesView
+from sandbox.tui.dead_letters_view import DeadLettersView
 from sandbox.tui.queues_view import QueuesView
 from sandbox.tui.send_panel import SendPanel
 from sandbox.tui.services_panel import ServicesPanel
@@ -40,6 +41,14 @@ ACTIONS: list[tuple[str, str, type[Widget] | None, str]] = [
     ("Refresh queues", "Read queue depth and partition owners now", QueuesView, "refresh"),
     ("Help: keys", "The key table", None, "app.help"),
     ("Quit", "Leave the stack running or take it down", None, "app.quit"),
+]
+
+ACTIONS += [
+    ("Show Dead letters", "What could not be handled: requeue or drop", None, "show_tab('dlq')"),
+    ("Trace the selected task", "Its sub-tasks, deliveries, log lines and answers", None, "trace"),
+    ("Requeue dead letter", "Send the selected dead letter back to its queue", DeadLettersView, "requeue"),
+    ("Requeue all dead letters", "Send every dead letter back to its queue", DeadLettersView, "requeue_all"),
+    ("Drop dead letter", "Remove the selected dead letter for good (asks first)", DeadLettersView, "drop"),
 ]
 
 

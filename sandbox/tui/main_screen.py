@@ -19,6 +19,7 @@ from textual.widgets import Footer, Input, TabbedContent, TabPane, TextArea
 from sandbox.protocol import other_backend
 from sandbox.switch import PendingTasks
 from sandbox.tui.formatting import fmt_seconds
+from sandbox.tui.dead_letters_view import DeadLettersView
 from sandbox.tui.header_bar import HeaderBar
 from sandbox.tui.logs_view import LogsView
 from sandbox.tui.messages_view import MessagesView
@@ -29,9 +30,12 @@ from sandbox.tui.services_panel import ServicesPanel
 from sandbox.tui.stack import Stack, stack_of
 from sandbox.tui.switch_dialog import FORCE, MIGRATE, SwitchDialog
 from sandbox.tui.task_history import TaskHistory
+from sandbox.tui.resend import resend_selected
+from sandbox.tui.trace_screen import open_trace
 
 # Each tab's panel; `focus_content()` puts the focus where its keys work.
-TAB_PANELS = {"send": SendPanel, "logs": LogsView, "messages": MessagesView, "queues": QueuesView}
+TAB_PANELS = {"send": SendPanel, "logs": LogsView, "messages": MessagesView, "queues": QueuesView,
+              "dlq": DeadLettersView}
 TABS = tuple(TAB_PANELS)
 
 
@@ -42,9 +46,12 @@ class MainScreen(Screen[None]):
         Binding("2", "show_tab('logs')", "Logs", show=False),
         Binding("3", "show_tab('messages')", "Messages", show=False),
         Binding("4", "show_tab('queues')", "Queues", show=False),
+        Binding("5", "show_tab('dlq')", "Dead letters", show=False),
         # From anywhere, not only from inside the form: the Send tab comes up and sends.
         Binding("ctrl+s", "send_task", "Send", show=False),
         Binding("escape", "leave_input", "Leave input", show=False, tooltip="leave an input or the editor"),
+        Binding("t", "trace", "Trace", tooltip="Trace the task of the Messages / Send-history row under the cursor"),
+        Binding("a", "resend", "Again", tooltip="Send the selected row's task again as a new task"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -59,11 +66,19 @@ class MainScreen(Screen[None]):
                 yield MessagesView(id="messages")
             with TabPane("4 Queues", id="queues-tab"):
                 yield QueuesView(id="queues")
+            with TabPane("5 Dead letters", id="dlq-tab"):
+                yield DeadLettersView(id="dlq")
         yield Footer()
 
     def action_send_task(self) -> None:
         self.query_one(TabbedContent).active = "send-tab"
         self.query_one(SendPanel).action_send()
+
+    def action_trace(self) -> None:
+        open_trace(self)
+
+    def action_resend(self) -> None:
+        resend_selected(self)
 
     _launched = False  # the launch finished (well or not): outages are news from now on
 
@@ -143,6 +158,7 @@ class MainScreen(Screen[None]):
         self.query_one(SendPanel).load_agents()
         self.query_one(MessagesView).start_tap()
         self.query_one(QueuesView).start_refresh()
+        self.query_one(DeadLettersView).start_refresh()
         self.query_one(ServicesPanel).poll()
 
     # -- backend switch ----------------------------------------------------------

@@ -11,13 +11,15 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sandbox.bus import Bus, BusUnavailable, QueueStats, RequestTimeout, TapMessage, make_bus
+from sandbox.bus import Bus, BusError, BusUnavailable, DeadLetter, QueueStats, RequestTimeout, TapMessage, make_bus
 from sandbox.bus.presence import known_agents
 from sandbox.bus.waiters import with_job_id
 from sandbox.config import Settings, mask
 from sandbox.protocol import Response, job_id_of, new_task_id
 from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
+from sandbox.resend import Original, find_original
 from sandbox.switch import SwitchReport, WaitingTasks, count_waiting, switch_backend
+from sandbox.trace import Trace, collect
 
 Progress = Callable[[str], None]
 
@@ -200,6 +202,29 @@ class Stack:
 
     def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
         return self.need_bus().tap(last=last)
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        return await self.need_bus().dead_letters(limit)
+
+    async def requeue_dead_letter(self, dead: DeadLetter) -> None:
+        await self.need_bus().requeue_dead_letter(dead)
+
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        await self.need_bus().drop_dead_letter(dead)
+
+    async def resend(self, task_id: str, timeout: float = 60.0) -> tuple[Original, Response]:
+        """The task (or dead letter) `task_id` names, sent again as a new task to the same agent."""
+        original = await find_original(self.need_bus(), task_id)
+        if original is None:
+            raise BusError(f"task {task_id} is not on the broker any more")
+        return original, await self.need_bus().request(original.agent, original.payload, timeout=timeout)
+
+    async def trace(self, task_id: str) -> Trace:
+        """What happened to a task: broker history, every worker replica's log, the responses."""
+        def logs(service: str) -> AsyncIterator[LogLine]:
+            return self.runtime.logs(service, tail=20_000, follow=False)
+
+        return await collect(self.need_bus(), task_id, self.runtime.worker_services, logs)
 
     # -- backend switch (sandbox/switch.py does the work) -------------------------
     async def count_pending(self) -> WaitingTasks:

@@ -8,13 +8,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from sandbox.bus.base import BusError, DeadLetter, QueueStats, TapMessage, describe_message
+from sandbox.bus.base import BusError, DeadLetter, QueueStats, TapMessage
+from sandbox.bus.tap import describe_message
 from sandbox.bus.kafka.client import AIOKafkaConsumer, KafkaClient, KafkaError, TopicPartition, header, headers, unavailable
 from sandbox.bus.reconnect import Backoff, until_answered
 from sandbox.protocol import KAFKA_DLQ, KAFKA_RESPONSES, KAFKA_TASKS_PREFIX, kafka_group, kafka_topic
 
 log = logging.getLogger("sandbox.bus.kafka")
 T = TypeVar("T")
+SKIP = "skip"  # the DLQ header of a record that drops the dead letter it names
 
 
 class KafkaInspector:
@@ -58,12 +60,23 @@ class KafkaInspector:
             member.pending = sum(behind.get(p, 0) for p in member.partitions)
         return stats
 
-    async def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
-        """Every partition of every laddr.* topic (but the registry), from the end."""
+    async def tap(self, last: int = 0, since: float | None = None,
+                  at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        """Every partition of every laddr.* topic (but the registry), from the end (or a time, or an offset)."""
         consumer = self.client.consumer(fetch_max_wait_ms=100)
         await consumer.start()
         try:
             assigned = await self._tap_assign(consumer, set(), last)
+            if since is not None:  # offsets-for-times; a partition with nothing newer starts at its end
+                found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in assigned})
+                ends = await consumer.end_offsets(sorted(assigned))
+                for tp in assigned:
+                    consumer.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
+            if at is not None:
+                partition, _, offset = at[1].partition(":")
+                for tp in assigned:
+                    if tp.topic == at[0] and str(tp.partition) == partition:
+                        consumer.seek(tp, int(offset))
             if last > 0:
                 for message in await self._tap_replay(consumer, assigned, last):
                     yield message
@@ -78,6 +91,17 @@ class KafkaInspector:
                 for records in batches.values():
                     for record in records:
                         yield self.tap_message(record)
+        finally:
+            await consumer.stop()
+
+    @unavailable
+    async def history(self, last: int) -> list[TapMessage]:
+        """Up to `last` newest messages per partition of every laddr.* topic, oldest first, then stop (trace)."""
+        consumer = self.client.consumer()
+        await consumer.start()
+        try:
+            assigned = await self._tap_assign(consumer, set(), last)
+            return await self._tap_replay(consumer, assigned, last * max(1, len(assigned)))
         finally:
             await consumer.stop()
 
@@ -123,7 +147,8 @@ class KafkaInspector:
             record.topic, kind, record.value or b"", record.timestamp / 1000.0, f"{record.partition}:{record.offset}"
         )
         if kind == "dlq":
-            message.status = "dead: " + header(record.headers, "reason")
+            skip = header(record.headers, SKIP)
+            message.status = f"dropped {skip}" if skip else "dead: " + header(record.headers, "reason")
         return message
 
     @unavailable
@@ -137,8 +162,11 @@ class KafkaInspector:
             starts = await consumer.beginning_offsets(partitions)
             for tp in partitions:
                 consumer.seek(tp, max(starts[tp], ends[tp] - limit))
-            letters, seen = [], set()
+            letters, seen, skipped = [], set(), set()
             async for r in self.client.records_until(consumer, ends):
+                if skip := header(r.headers, SKIP):  # a log keeps every record: this one says "gone"
+                    skipped.add(skip)
+                    continue
                 # A worker that wrote a dead letter and then failed to commit leaves the task to the
                 # partition's next owner, who writes it again: the same origin (topic/partition/offset).
                 origin = header(r.headers, "origin")
@@ -153,14 +181,20 @@ class KafkaInspector:
                     raw=r.value or b"",
                     timestamp=r.timestamp / 1000.0,
                 ))
-            return list(reversed(letters))[:limit]
+            return [d for d in reversed(letters) if d.id not in skipped][:limit]
         finally:
             await consumer.stop()
 
     @unavailable
     async def requeue_dead_letter(self, dead: DeadLetter) -> None:
-        # A Kafka log cannot delete one record: the replayed copy is what counts.
+        # A Kafka log cannot delete one record: the replayed copy is what counts, and a skip record hides it.
         await self.client.send(dead.source, dead.raw, None, headers(requeued_from=dead.id))
+        await self.drop_dead_letter(dead)
+
+    @unavailable
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        """An empty record on the DLQ with header skip=<partition:offset>: dead_letters leaves that one out."""
+        await self.client.send(KAFKA_DLQ, b"", None, headers(**{SKIP: dead.id}))
 
     async def _wait_group_empty(self, group: str, topic: str, timeout: float = 30.0) -> None:
         """Commits from outside the group are refused while it has members: wait for the last to go.

@@ -9,7 +9,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from sandbox.bus.base import BusUnavailable, ConsumerInfo, DeadLetter, QueueStats, TapMessage, describe_message
+from sandbox.bus.base import BusUnavailable, ConsumerInfo, DeadLetter, QueueStats, TapMessage
+from sandbox.bus.tap import describe_message
 from sandbox.bus.reconnect import Backoff, until_answered
 from sandbox.bus.redis.client import DATA, LOST, RedisClient, id_key, text, unavailable
 from sandbox.protocol import (
@@ -20,6 +21,12 @@ log = logging.getLogger("sandbox.bus.redis")
 T = TypeVar("T")
 
 MIGRATOR = "laddr-sandbox-migrator"  # the consumer name drain_pending claims with
+
+
+def just_before(entry_id: str) -> str:
+    """The XREAD position that returns `entry_id` itself (XREAD is exclusive)."""
+    ms, seq = id_key(entry_id)
+    return f"{ms}-{seq - 1}" if seq > 0 else f"{max(0, ms - 1)}-{2**64 - 1}"
 
 
 class RedisInspector:
@@ -63,12 +70,15 @@ class RedisInspector:
             )
         return stats
 
-    async def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
-        """XREAD over every task stream, the response history and the DLQ."""
+    async def tap(self, last: int = 0, since: float | None = None,
+                  at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        """XREAD over every task stream, the response history and the DLQ (stream ids are times)."""
         streams = [*await self.channels(), REDIS_RESPONSES_STREAM, REDIS_DLQ]
         positions: dict[str, str] = {}
         for name in streams:
-            positions[name] = await self._last_id(name)
+            positions[name] = await self._last_id(name) if since is None else f"{max(0, int(since * 1000) - 1)}-{2**64 - 1}"
+        if at is not None:
+            positions[at[0]] = just_before(at[1])
         if last > 0:
             for message in await self._replay(streams, last):
                 yield message
@@ -116,6 +126,11 @@ class RedisInspector:
         finally:
             with contextlib.suppress(*LOST):
                 await pubsub.aclose()
+
+    @unavailable
+    async def history(self, last: int) -> list[TapMessage]:
+        """The newest `last` messages of every stream, oldest first, then stop (trace)."""
+        return await self._replay([*await self.channels(), REDIS_RESPONSES_STREAM, REDIS_DLQ], last)
 
     @staticmethod
     async def _until_answered(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
@@ -170,6 +185,10 @@ class RedisInspector:
         pipe.xadd(dead.source, {DATA: dead.raw})
         pipe.xdel(REDIS_DLQ, dead.id)
         await pipe.execute()
+
+    @unavailable
+    async def drop_dead_letter(self, dead: DeadLetter) -> None:
+        await self.client.redis.xdel(REDIS_DLQ, dead.id)
 
     @unavailable
     async def drain_pending(self, agent: str, sink: Callable[[bytes], Awaitable[None]]) -> int:

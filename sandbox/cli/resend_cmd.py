@@ -1,0 +1,68 @@
+"""`laddr-sandbox resend ID`: the same payload as a new task, optionally edited, optionally on the other broker."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import orjson
+
+from sandbox.bus import BusError, make_bus
+from sandbox.cli.common import BadInput, Context, Failed, async_command
+from sandbox.cli.tasks import current_bus_settings, parse_inputs
+from sandbox.protocol import BACKENDS
+from sandbox.resend import find_original
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--edit", is_flag=True, help="Edit the payload in $EDITOR first.")
+@click.option("--to", "target", type=click.Choice(BACKENDS), help="Send it on this broker (both must run).")
+@click.option("--timeout", type=click.FloatRange(0.01, 3600), default=30.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the new response document only.")
+@click.pass_obj
+@async_command
+async def resend(ctx: Context, task_id: str, edit: bool, target: str | None, timeout: float, as_json: bool) -> None:
+    """Send a task again (by task id or dead-letter id) as a new task to the same agent.
+
+    \b
+    Examples:
+      laddr-sandbox resend 3f0c6a52-0d5e-4a53-9d55-2a8f0f0b7f7e
+      laddr-sandbox resend 1764000000000-0 --edit
+      laddr-sandbox resend 3f0c6a52-0d5e-4a53-9d55-2a8f0f0b7f7e --to kafka
+    """
+    runtime = await ctx.runtime()
+    settings = await current_bus_settings(runtime)
+    async with make_bus(settings) as bus:
+        original = await find_original(bus, task_id)
+    if original is None:
+        raise BadInput(f"unknown task or dead letter {task_id!r} on the {settings.queue_backend} broker "
+                       "(its history is kept for a while; see laddr-sandbox watch --last N)")
+    payload = original.payload
+    if edit:
+        text = click.edit(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode(), extension=".json")
+        if text is None:
+            raise BadInput("nothing sent: the editor was closed without saving")
+        payload = parse_inputs(text)
+    where = settings if target in (None, settings.queue_backend) else runtime.bus_settings(target)
+    try:
+        async with make_bus(where) as bus:
+            started = time.perf_counter()
+            response = await bus.request(original.agent, payload, timeout=timeout)
+    except BusError as exc:
+        if where is settings:
+            raise
+        raise Failed(f"the {target} broker does not answer ({exc}); start it with a switch --keep-old") from None
+    latency_ms = (time.perf_counter() - started) * 1000
+    if as_json:
+        click.echo(orjson.dumps(response.to_dict()).decode())
+    else:
+        click.echo(f"{response.status}  new task {response.task_id} (was {original.task_id})  to {original.agent} on "
+                   f"{where.queue_backend}  latency {latency_ms:.1f} ms  worker {response.worker_id or '?'}")
+        body = {"error": response.error} if response.status == "error" else response.result
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    if not response.ok:
+        raise SystemExit(1)
+
+
+COMMANDS = [resend]
