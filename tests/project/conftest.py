@@ -80,3 +80,13 @@ def docker_compose() -> Iterator[list[str]]:
     if version.returncode != 0:
         pytest.fail(f"`docker compose` is not installed: {version.stderr.strip()}")
     yield [docker, "compose"]
+
+
+def assert_on_kafka(services: dict, app: str) -> None:
+    """The guide's Kafka settings on one app service of a (resolved or raw) compose file."""
+    env = services[app]["environment"]
+    assert env["QUEUE_BACKEND"] == "kafka" and env["KAFKA_BOOTSTRAP"] == "kafka:9092", app
+    deps = services[app]["depends_on"]
+    assert deps["kafka"]["condition"] == "service_healthy", app
+    assert deps["kafka-init"]["condition"] == "service_completed_successfully", app
+    assert "redis" not in deps and "postgres" not in deps, app

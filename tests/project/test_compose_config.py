@@ -9,7 +9,7 @@ from pathlib import Path
 from sandbox.project import LaddrProject
 from sandbox.project import migrate as m
 from sandbox.project.override import kafka_override, redis_override
-from tests.project.conftest import GUIDE_AGENTS
+from tests.project.conftest import GUIDE_AGENTS, assert_on_kafka
 
 APPS = ["api", *(f"{a}_worker" for a in GUIDE_AGENTS)]
 
@@ -38,12 +38,7 @@ def _assert_on_kafka(config: dict) -> None:
     assert services["zookeeper"]["environment"]["ZOOKEEPER_CLIENT_PORT"] == "2181"
     assert [p["target"] for p in services["kafka-ui"]["ports"]] == [8080]
     for app in APPS:
-        env = services[app]["environment"]
-        assert env["QUEUE_BACKEND"] == "kafka" and env["KAFKA_BOOTSTRAP"] == "kafka:9092", app
-        deps = services[app]["depends_on"]
-        assert deps["kafka"]["condition"] == "service_healthy", app
-        assert deps["kafka-init"]["condition"] == "service_completed_successfully", app
-        assert "redis" not in deps and "postgres" not in deps, app
+        assert_on_kafka(services, app)
 
 
 def test_laddr_inits_own_file_fails_config_which_is_why_postgres_goes(docker_compose, laddr_project: Path) -> None:

@@ -11,7 +11,7 @@ from sandbox.project import composefile, envfile, requirements
 from sandbox.project import migrate as m
 from sandbox.project.kafka_services import KAFKA_UI_IMAGE
 from sandbox.project.yamlio import Document
-from tests.project.conftest import GUIDE_AGENTS
+from tests.project.conftest import GUIDE_AGENTS, assert_on_kafka
 
 FILES = (".env", "docker-compose.yml", "requirements.txt")
 
@@ -46,12 +46,7 @@ def test_every_worker_and_the_api_point_at_kafka(laddr_project: Path) -> None:
     new, notes = composefile.to_kafka(text, list(GUIDE_AGENTS))
     services = Document(new, "docker-compose.yml").data["services"]
     for app in ["api", *(f"{a}_worker" for a in GUIDE_AGENTS)]:
-        env = services[app]["environment"]
-        assert env["QUEUE_BACKEND"] == "kafka" and env["KAFKA_BOOTSTRAP"] == "kafka:9092", app
-        deps = services[app]["depends_on"]
-        assert deps["kafka"]["condition"] == "service_healthy", app
-        assert deps["kafka-init"]["condition"] == "service_completed_successfully", app
-        assert "redis" not in deps and "postgres" not in deps, app
+        assert_on_kafka(services, app)
     assert "redis" in services  # kept for the rollback
     script = services["kafka-init"]["command"][0]
     for topic in [*(f"laddr.tasks.{a}" for a in GUIDE_AGENTS), "laddr.responses"]:
