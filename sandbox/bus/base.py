@@ -255,11 +255,6 @@ class Bus(abc.ABC):
         await self.follow_responses()
         return self._waiters.add(task_id, job_id)
 
-    @property
-    def unmatched_answers(self) -> int:
-        """Answers this client saw that named no task it knows (Laddr 0.9.6 on Kafka, for others' requests)."""
-        return self._waiters.unmatched
-
     def forget(self, task_id: str) -> None:
         self._waiters.discard(task_id)
 

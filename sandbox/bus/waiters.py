@@ -32,7 +32,6 @@ class ResponseWaiters:
         self._futures: dict[str, asyncio.Future[Response]] = {}
         self._by_job: dict[str, str] = {}  # job id -> task id
         self._jobs_of: dict[str, tuple[str, ...]] = {}  # task id -> its job ids (discard without a scan)
-        self.unmatched = 0  # answers that named no task we know, nor a job id we sent
 
     def add(self, task_id: str, job_id: str | None = None) -> asyncio.Future[Response]:
         future = self._futures.get(task_id)
@@ -69,8 +68,7 @@ class ResponseWaiters:
 
     def resolve(self, response: Response) -> bool:
         task_id = self.task_of(response)
-        if task_id is None:
-            self.unmatched += 1
+        if task_id is None:  # names no task, echoes no job id we sent: not ours (the tap shows it)
             return False
         response.task_id = task_id
         future = self._futures.get(task_id)

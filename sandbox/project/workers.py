@@ -89,10 +89,5 @@ def worker_launch(
     )
 
 
-def broker_overrides(values: dict[str, str], broker: dict[str, str]) -> list[str]:
-    """The project's .env broker settings the sandbox's broker replaces, to say so."""
-    return [f"{k}={values[k]}" for k in BROKER_KEYS if values.get(k) and values[k] != broker.get(k)]
-
-
 def _key_names() -> set[str]:
     return {k for keys in LLM_KEYS.values() for k in keys}
