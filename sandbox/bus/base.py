@@ -69,6 +69,7 @@ class QueueStats:
     channel: str  # stream or topic
     exists: bool = True
     length: int = 0  # Redis: stream length; Kafka: messages retained
+    added: int = 0  # tasks ever put on it (Redis entries-added, Kafka end offsets): rates come from this
     lag: int = 0  # not yet delivered to the group
     pending: int = 0  # delivered, not yet acknowledged
     partitions: int | None = None  # Kafka only

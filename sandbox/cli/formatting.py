@@ -12,6 +12,7 @@ import orjson
 from sandbox.bus import QueueStats, TapMessage
 from sandbox.bus.kafka.health import PartitionHealth
 from sandbox.bus.presence import AgentPresence
+from sandbox.rates import Rate
 from sandbox.runtime.base import ServiceStatus
 
 STATE_COLOURS = {"running": "green", "partial": "yellow", "starting": "yellow", "stopped": "red"}
@@ -108,6 +109,17 @@ def queue_lines(stats: QueueStats, replicas: int | None = None, health: Iterable
             fg="yellow",
         ))
     return lines
+
+
+def rate_line(r: Rate) -> str:
+    when = time.strftime("%H:%M:%S")
+    return (f"{when}  {r.agent:<14} in {r.in_per_s:8.1f}/s  answered {r.answered_per_s:8.1f}/s  "
+            f"waiting {r.waiting:6d}  {r.trend}")
+
+
+def rate_json(r: Rate) -> dict[str, Any]:
+    return {"time": time.time(), "agent": r.agent, "in_per_s": round(r.in_per_s, 2),
+            "answered_per_s": round(r.answered_per_s, 2), "waiting": r.waiting, "trend": r.trend}
 
 
 def short(value: Any, width: int = 60) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -14,10 +15,11 @@ import orjson
 from sandbox.bus import BusError, make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command, progress_line
 from sandbox.bus.presence import known_agents, merge
-from sandbox.cli.formatting import agent_json, agents_table, queue_lines, services_table
+from sandbox.cli.formatting import agent_json, agents_table, queue_lines, rate_json, rate_line, services_table
 from sandbox.colours import replica_colour
 from sandbox.config import MAX_KAFKA_BROKERS, MAX_REPLICAS, mask, read_env_file, write_env
 from sandbox.protocol import BACKENDS, other_backend
+from sandbox.rates import Rates
 from sandbox.runtime.base import RuntimeFailure, StackNotRunning, agent_of_service
 from sandbox.switch import PendingTasks, count_pending, switch_backend
 
@@ -93,19 +95,26 @@ async def down(ctx: Context) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@click.option("--watch", "watch_every", type=click.FloatRange(0.2, 3600), default=None, metavar="SECONDS",
+              help="Every SECONDS: per agent tasks in/s, answered/s, waiting and its trend.")
+@click.option("--count", type=click.IntRange(1), default=None, help="With --watch: stop after N lines per agent.")
 @click.pass_obj
 @async_command
-async def status(ctx: Context, as_json: bool) -> None:
+async def status(ctx: Context, as_json: bool, watch_every: float | None, count: int | None) -> None:
     """Services, replicas, health and ports; partitions per worker (Kafka) or pending per consumer (Redis).
 
     \b
     Example:
       laddr-sandbox status
+      laddr-sandbox status --watch 2       rates and trends, every 2 seconds
     """
     runtime = await ctx.runtime()
     backend = await runtime.current_backend()
     if backend is None:
         raise Failed(str(StackNotRunning(runtime.name)))
+    if watch_every is not None:
+        await watch_rates(runtime, backend, watch_every, count, as_json)
+        return
     services = await runtime.services()
     async with make_bus(runtime.bus_settings(backend)) as bus:
         names = await known_agents(bus, runtime.settings.agents)
@@ -152,6 +161,20 @@ async def status(ctx: Context, as_json: bool) -> None:
             click.echo(line)
     if dead:
         click.echo(click.style(f"\ndead-letter queue: {len(dead)} message(s) — see: laddr-sandbox dlq", fg="red"))
+
+
+async def watch_rates(runtime, backend: str, every: float, count: int | None, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """`status --watch`: one line per agent each round, from the same queue stats as Queues."""
+    rates, rounds = Rates(span_s=max(5.0, 2 * every)), 0
+    async with make_bus(runtime.bus_settings(backend)) as bus:
+        names = await known_agents(bus, runtime.settings.agents)
+        while count is None or rounds <= count:
+            rates.add(await bus.queue_stats(names), time.monotonic())
+            if rounds:  # a rate needs two looks
+                for rate in filter(None, map(rates.rate, names)):
+                    click.echo(orjson.dumps(rate_json(rate)).decode() if as_json else rate_line(rate))
+            rounds += 1
+            await asyncio.sleep(every)
 
 
 def parse_scale(specs: tuple[str, ...]) -> dict[str, int]:

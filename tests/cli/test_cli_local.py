@@ -220,6 +220,15 @@ def test_limits_are_said_and_are_bad_input(project: Path, tmp_path: Path) -> Non
             watching.send_signal(signal.SIGINT)
 
 
+def test_status_watch_prints_rates_per_agent(project: Path) -> None:
+    out = ok(cli(project, "status", "--watch", "0.5", "--count", "2", "--json"))
+    rows = [json.loads(line) for line in out.splitlines()]
+    agents = {r["agent"] for r in rows}
+    assert {"coordinator", "researcher", "analyzer", "writer", "validator"} <= agents
+    assert all(r["in_per_s"] >= 0 and r["answered_per_s"] >= 0 and r["trend"] for r in rows), rows
+    assert len([r for r in rows if r["agent"] == "researcher"]) == 2
+
+
 def test_unknown_service_is_bad_input(project: Path) -> None:
     result = cli(project, "logs", "nosuch_worker")
     assert result.returncode == 2 and "unknown service 'nosuch_worker'" in result.stderr

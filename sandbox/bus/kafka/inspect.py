@@ -48,6 +48,7 @@ class KafkaInspector:
         starts = await consumer.beginning_offsets(partitions)
         committed = await self.client.committed_offsets(group, partitions)
         stats.length = sum(ends[tp] - starts[tp] for tp in partitions)
+        stats.added = sum(ends.values())
         behind: dict[int, int] = {}
         for tp in partitions:
             done = committed.get(tp)

@@ -53,6 +53,8 @@ class RedisInspector:
             stats.exists = False
             return stats
         stats.length = await redis.xlen(stream)
+        # workers trim what every group acknowledged: the count ever added is what rates need
+        stats.added = int((await redis.xinfo_stream(stream)).get("entries-added") or stats.length)
         groups = {text(g["name"]): g for g in await redis.xinfo_groups(stream)}
         info = groups.get(group)
         if info is None:  # no worker ever joined: everything waits
