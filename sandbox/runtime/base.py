@@ -63,6 +63,14 @@ class UnknownService(RuntimeFailure):
         super().__init__(f"unknown service {service!r}; known: {', '.join(known)}")
 
 
+class UnknownReplica(UnknownService):
+    """Bad input like an unknown service (exit 2): the replica asked for does not exist."""
+
+    def __init__(self, service: str, replica: int, known: list[int]):
+        RuntimeFailure.__init__(self, f"{service} has replica(s) {', '.join(map(str, known)) or 'none running'}, "
+                                      f"not {replica}")
+
+
 class StackNotRunning(RuntimeFailure):
     def __init__(self, runtime: str):
         super().__init__(f"no sandbox stack is running ({runtime} runtime); start one with: laddr-sandbox up")

@@ -63,9 +63,9 @@ def test_a_killed_node_is_restarted_and_the_stack_keeps_answering(project: Path)
     assert pids["kafka-1"] == before["kafka-1"] and pids["kafka-3"] == before["kafka-3"]
 
 
-def test_a_node_that_does_not_exist_is_refused(project: Path) -> None:
+def test_a_node_that_does_not_exist_is_bad_input(project: Path) -> None:
     result = cli(project, "kill", "kafka", "--replica", "5")
-    assert result.returncode == 1 and "kafka-5 is not running" in result.stderr
+    assert result.returncode == 2 and "kafka has replica(s) 1, 2, 3, not 5" in result.stderr, result.stderr
 
 
 def test_down_leaves_no_node_behind(project: Path) -> None:

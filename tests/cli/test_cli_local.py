@@ -229,6 +229,13 @@ def test_status_watch_prints_rates_per_agent(project: Path) -> None:
     assert len([r for r in rows if r["agent"] == "researcher"]) == 2
 
 
+def test_a_replica_that_does_not_exist_is_bad_input(project: Path) -> None:
+    result = cli(project, "kill", "researcher_worker", "--replica", "9")
+    assert result.returncode == 2 and "researcher_worker has replica(s) 1, 2, not 9" in result.stderr, result.stderr
+    single = cli(project, "kill", "kafka", "--replica", "2")
+    assert single.returncode == 2 and "kafka has replica(s) 1, not 2" in single.stderr, single.stderr
+
+
 def test_unknown_service_is_bad_input(project: Path) -> None:
     result = cli(project, "logs", "nosuch_worker")
     assert result.returncode == 2 and "unknown service 'nosuch_worker'" in result.stderr

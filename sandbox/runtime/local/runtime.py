@@ -31,7 +31,9 @@ from sandbox.bus import BusError, make_bus
 from sandbox.config import ConfigError, Settings, write_env
 from sandbox.protocol import BACKENDS
 from sandbox.runtime.base import HOST, LogLine, Progress, Runtime, RuntimeFailure
-from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress, runtime_backend
+from sandbox.runtime.base import (
+    ServiceStatus, StackNotRunning, UnknownReplica, UnknownService, check_scale, no_progress, runtime_backend,
+)
 from sandbox.runtime.local.config import APPS_READY_S, KAFKA_READY_S, MAX_REPLICAS, REDIS_READY_S, LocalConfig
 from sandbox.runtime.local.daemon import end_everything, start_supervisord
 from sandbox.runtime.local.logfollow import follow_files
@@ -370,8 +372,8 @@ class LocalRuntime(Runtime):
         await self._require_running()
         procs = await self.sup.processes()
         replicas = dict(replicas_of(service, procs))  # a Kafka cluster's nodes are replicas too
-        if service not in self.worker_services and replica not in replicas and len(replicas) == 1:
-            raise RuntimeFailure(f"{service} has one replica: use 1")
+        if replicas and replica not in replicas:
+            raise UnknownReplica(service, replica, sorted(replicas))
         name = replicas.get(replica, replica_name(service, replica))
         info = procs.get(name)
         if not info or not info["pid"]:

@@ -25,6 +25,7 @@ from sandbox.runtime.base import (
     RuntimeFailure,
     ServiceStatus,
     StackNotRunning,
+    UnknownReplica,
     UnknownService,
     worker_services,
 )
@@ -200,7 +201,7 @@ async def test_a_killed_replica_is_restarted_by_supervisor(redis_stack: LocalRun
     assert alive_of([old.pid]) == []
     async with make_bus(redis_stack.bus_settings("redis")) as bus:
         assert (await bus.request("writer", {"topic": "after a kill"}, timeout=20)).ok
-    with pytest.raises(RuntimeFailure, match="is not running"):
+    with pytest.raises(UnknownReplica, match=r"writer_worker has replica\(s\) 1, not 7"):
         await redis_stack.kill_replica("writer_worker", 7)
 
 
