@@ -59,15 +59,21 @@ async def up(ctx: Context, backend: str | None, runtime_kind: str | None, projec
     await runtime.up(backend, progress_line)
     settings = runtime.bus_settings(backend)
     click.echo(f"up: {backend} at {settings.broker_address}; api http://{settings.api_host}:{settings.api_port}")
+    say(runtime.settings.notes)
 
 
-def use_project(ctx: Context, project_dir: str | None) -> None:
+def say(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def use_project(ctx: Context, project_dir: str | None, say_notes: bool = True) -> None:
     """--project DIR for this and later commands here: recorded as LADDR_PROJECT in the sandbox's .env."""
     if project_dir:
         ctx.project = project_dir
     settings = ctx.settings()
-    for note in settings.notes:
-        click.echo(f"note: {note}", err=True)
+    if say_notes:
+        say(settings.notes)
     if project_dir and settings.env_file_writable and settings.env_file:
         write_env(Path(settings.env_file), {"LADDR_PROJECT": str(settings.project)})
 

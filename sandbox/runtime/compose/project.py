@@ -64,6 +64,7 @@ class ProjectComposeConfig(ComposeConfig):
         except ProjectError as exc:
             raise ConfigError(str(exc)) from None
         self.root = self.dir = self.laddr.root
+        self.kafka_brokers = 1  # a project's own file has one broker (ComposeConfig.__init__ is not run)
         self.project = project or compose_project_name(self.root)
         override = os.environ.get(STATE_ENV)
         self.state = (Path(override).expanduser().resolve() / "compose" / self.project if override
