@@ -68,6 +68,7 @@ def test_quit_dialog(snap_compare):
     async def run_before(pilot) -> None:
         await pilot.pause()
         populate(pilot.app)
+        await pilot.pause(0.3)  # the history behind the dialog settles (it follows its newest row)
         await pilot.app.push_screen(QuitDialog("kafka", "local"))
         await pilot.pause(0.2)
 
