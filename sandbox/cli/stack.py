@@ -48,7 +48,7 @@ async def up(ctx: Context, backend: str | None, runtime_kind: str | None, projec
       laddr-sandbox up --backend kafka --runtime local
       laddr-sandbox up --project ~/code/myproj
     """
-    use_project(ctx, project_dir)
+    use_project(ctx, project_dir, say_notes=False)  # said after the start: a failure stays one line
     if kafka_brokers:  # later commands here (status, kill, a plain `up`) see the same cluster
         ctx.kafka_brokers = kafka_brokers
         if (settings := ctx.settings()).env_file_writable and settings.env_file:
