@@ -154,7 +154,7 @@ def test_watch_shows_tasks_and_responses_live(project: Path) -> None:
         cwd=project, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(2.0)  # the tap starts at the end
+        time.sleep(5.0)  # the tap starts at the end (its process must be up and following first)
         sent = json.loads(ok(cli(project, "send", "analyzer", '{"facts": ["a"]}', "--json")))
         out, err = watcher.communicate(timeout=60)
     finally:
