@@ -113,13 +113,14 @@ def describe_presence(p: AgentPresence) -> str:
 async def agent_presence(bus: Bus, sandbox_interval: float) -> list[AgentPresence]:
     """Every agent the registry or the broker knows, with who serves it."""
     registry = await bus.agents()
-    names = sorted({*registry, *(a for a in map(agent_of_channel, await bus.channels()) if a)})
+    names = await known_agents(bus, (), registry)
     stats = await bus.queue_stats(names) if names else []
     return merge(registry, stats, time.time(), sandbox_interval)
 
 
-async def known_agents(bus: Bus, stack_agents: tuple[str, ...]) -> list[str]:
-    """The stack's agents first, then any other the registry or the broker knows."""
-    registry = await bus.agents()
+async def known_agents(bus: Bus, stack_agents: tuple[str, ...],
+                       registry: dict[str, AgentInfo] | None = None) -> list[str]:
+    """The stack's agents first, then any other the registry (read now unless given) or the broker knows."""
+    registry = await bus.agents() if registry is None else registry
     found = [a for a in map(agent_of_channel, await bus.channels()) if a]
     return list(dict.fromkeys([*stack_agents, *sorted({*registry, *found})]))

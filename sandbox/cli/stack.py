@@ -123,9 +123,9 @@ async def status(ctx: Context, as_json: bool, watch_every: float | None, count: 
         return
     services = await runtime.services()
     async with make_bus(runtime.bus_settings(backend)) as bus:
-        names = await known_agents(bus, runtime.settings.agents)
-        stats = await bus.queue_stats(names)
-        presence = merge(await bus.agents(), stats, time.time(), runtime.settings.heartbeat_s)
+        registry = await bus.agents()  # read once: it names agents and says who heartbeats
+        stats = await bus.queue_stats(await known_agents(bus, runtime.settings.agents, registry))
+        presence = merge(registry, stats, time.time(), runtime.settings.heartbeat_s)
         dead = await bus.dead_letters(1000)
         health = await bus.partition_health(names)
     replicas = {agent_of_service(s.name): s.desired for s in services if agent_of_service(s.name)}
