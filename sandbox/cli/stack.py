@@ -124,7 +124,8 @@ async def status(ctx: Context, as_json: bool, watch_every: float | None, count: 
     services = await runtime.services()
     async with make_bus(runtime.bus_settings(backend)) as bus:
         registry = await bus.agents()  # read once: it names agents and says who heartbeats
-        stats = await bus.queue_stats(await known_agents(bus, runtime.settings.agents, registry))
+        names = await known_agents(bus, runtime.settings.agents, registry)
+        stats = await bus.queue_stats(names)
         presence = merge(registry, stats, time.time(), runtime.settings.heartbeat_s)
         dead = await bus.dead_letters(1000)
         health = await bus.partition_health(names)
