@@ -9,6 +9,7 @@ Built by python_env.cached_venv (in place, under a file lock, never left half-ma
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -193,8 +193,6 @@ def move_trailing_comments(src: Any, dst: Any) -> None:
     inserting a node after `src` (or replacing `src`) would otherwise move the user's
     comment above the wrong key, or lose it. An end-of-line comment stays with `src`.
     """
-    from ruamel.yaml.tokens import CommentToken
-
     move_comment_between(_tail(src), _tail(dst))
 
 
