@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import time
 from pathlib import Path
@@ -121,8 +122,9 @@ async def watch(ctx: Context, pattern: str | None, last: int, as_json: bool, cou
     if pattern:  # a pattern that matches nothing must not look like a silent broker
         click.echo(f"showing messages whose topic/stream matches {pattern!r} (shell-style: * ? [..]) "
                    f"or contains it, or whose text contains it", err=True)
-    async with make_bus(settings) as bus:
-        async for message in bus.tap(last=last, since=start, at=at):
+    # aclosing: the tap's own consumer stops before the bus closes, not in asyncio.run's shutdown
+    async with make_bus(settings) as bus, contextlib.aclosing(bus.tap(last=last, since=start, at=at)) as messages:
+        async for message in messages:
             if pattern and not (fnmatch.fnmatch(message.channel, pattern) or pattern in message.channel
                                 or pattern.encode() in message.raw):
                 continue
