@@ -219,8 +219,15 @@ async def test_restart_gives_new_processes(redis_stack: LocalRuntime) -> None:
 async def test_logs_tail_and_follow_every_replica_tagged(redis_stack: LocalRuntime) -> None:
     await redis_stack.scale("researcher_worker", 2)
     try:
-        tail = [line async for line in redis_stack.logs("researcher_worker", tail=3)]
-        assert len(tail) == 3
+        async with make_bus(redis_stack.bus_settings("redis")) as bus:  # lines to tail, also when run alone
+            await asyncio.gather(*(bus.request("researcher", {"query": f"warm{i}"}, timeout=20) for i in range(2)))
+        tail: list = []
+
+        async def three_lines() -> bool:  # a worker's lines reach its log file a moment after the answer
+            tail[:] = [line async for line in redis_stack.logs("researcher_worker", tail=3)]
+            return len(tail) == 3
+
+        await eventually(three_lines, timeout=10)
         assert {line.replica for line in tail} <= {"researcher_worker-1", "researcher_worker-2"}
         stamps = [line.timestamp for line in tail]
         assert None not in stamps and stamps == sorted(stamps)
