@@ -33,18 +33,22 @@ def services(backend: str = "kafka") -> list[ServiceStatus]:
     return found
 
 
-def queues() -> list[QueueStats]:
+RESEARCHER_BACKLOG = (0, 1, 3, 6, 9, 7, 5, 4, 6, 8, 5, 3)  # the waiting trend the pictures show
+
+
+def queues(step: int = len(RESEARCHER_BACKLOG) - 1) -> list[QueueStats]:
+    """The queues as read at refresh `step` (2 s apart): tasks keep arriving, the researcher lags a little."""
     stats = []
-    for agent, count in REPLICAS.items():
+    for n, (agent, count) in enumerate(REPLICAS.items()):
         partitions = 2 if agent == "analyzer" else 6
         consumers = []
         for i in range(1, count + 1):
             owned = [p for p in range(partitions) if p % count == i - 1]
             consumers.append(ConsumerInfo(f"{agent}_worker-{i}", partitions=owned))
-        lag = 3 if agent == "researcher" else 0
-        stats.append(
-            QueueStats(agent, kafka_topic(agent), length=120 + 7 * count, lag=lag, partitions=partitions, consumers=consumers)
-        )
+        lag = RESEARCHER_BACKLOG[step] if agent == "researcher" else 0
+        added = 120 + 7 * count + step * 2 * (24 - 4 * n)  # 24, 20, 16... tasks/s
+        stats.append(QueueStats(agent, kafka_topic(agent), length=120 + 7 * count, lag=lag, partitions=partitions,
+                                consumers=consumers, added=added))
     # three analyzer replicas for two partitions: one sits idle
     stats[2].consumers.append(ConsumerInfo("analyzer_worker-3", partitions=[]))
     return stats
@@ -138,4 +142,5 @@ def populate(app, backend: str = "kafka") -> None:
     tap = screen.query_one(MessagesView)
     tap.add_messages(messages())
     tap.flush()
-    screen.query_one(QueuesView).update_queues(queues())
+    for step in range(len(RESEARCHER_BACKLOG)):
+        screen.query_one(QueuesView).update_queues(queues(step), now=2.0 * step, backend=backend)
