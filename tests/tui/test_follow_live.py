@@ -19,7 +19,7 @@ from sandbox.tui.messages_view import MessagesView
 from sandbox.tui.queues_view import QueuesView
 from sandbox.tui.seek_dialog import SeekDialog
 from sandbox.tui.trace_screen import TraceScreen
-from tests.tui.test_app_live import errors, live_runtime, notes, until  # noqa: F401  (live_runtime: a fixture)
+from tests.tui.test_app_live import errors, live_runtime, until  # noqa: F401  (live_runtime: a fixture)
 from tests.tui.test_trace_tui import cursor_on_task, running
 
 LOAD_AGENT = "writer"
@@ -35,10 +35,20 @@ async def seek(pilot, text: str) -> None:
     await until(lambda: not isinstance(pilot.app.screen, SeekDialog), "the seek input closed", 10)
 
 
-async def saved(pilot, key: str, what: str, before: int) -> list[dict]:
+def shown(app) -> set[str]:
+    """The notifications up now (they expire: compare by identity, not by position)."""
+    return {n.identity for n in app._notifications}
+
+
+def new_notes(app, before: set[str]) -> list[str]:
+    return [n.message for n in app._notifications if n.identity not in before]
+
+
+async def saved(pilot, key: str, what: str) -> list[dict]:
     """Press `key` (x), wait for "Saved N <what> to PATH", return the file's records."""
+    before = shown(pilot.app)
     await pilot.press(key)
-    note = await until(lambda: next((n for n in notes(pilot.app)[before:] if n.startswith("Saved ")
+    note = await until(lambda: next((n for n in new_notes(pilot.app, before) if n.startswith("Saved ")
                                      and f" {what} to " in n), None), f"the {what} saved", 10)
     path = Path(note.split(" to ", 1)[1])
     assert path.parent.name == "exports" and path.suffix == ".jsonl", path
@@ -78,9 +88,9 @@ async def test_seek_rates_and_exports_on_a_live_stack(live_runtime, backend) -> 
         assert not [m for m in held if m.task_id == before.task_id], "a message from before the cut"
         assert all(m.timestamp >= start - 0.002 for m in held), [(m.channel, m.timestamp) for m in held]
         assert any(m.task_id == after.task_id and m.kind == "task" for m in held)
-        count = len(notes(app))
+        before_bad = shown(app)
         await seek(pilot, "yesterday-ish")  # bad input: one line, the view goes on
-        await until(lambda: any("--from" in n for n in notes(app)[count:]), "the bad seek said", 10)
+        await until(lambda: any("--from" in n for n in new_notes(app, before_bad)), "the bad seek said", 10)
         later = await stack.request("researcher", {"query": "later"}, 60)
         await until(lambda: any(m.task_id == later.task_id for m in messages.live.items()), "still following", 30)
 
@@ -114,7 +124,7 @@ async def test_seek_rates_and_exports_on_a_live_stack(live_runtime, backend) -> 
         messages.focus_content()
         await pilot.press("p")  # hold the rows still while they are compared
         held = messages.live.items()
-        records = await saved(pilot, "x", "messages", len(notes(app)))
+        records = await saved(pilot, "x", "messages")
         assert records == [json.loads(dumps(message_doc(m))) for m in held] and len(records) == len(held)
         assert any(r["task_id"] == after.task_id and r["kind"] == "response" for r in records)
         await pilot.press("p")
@@ -126,7 +136,7 @@ async def test_seek_rates_and_exports_on_a_live_stack(live_runtime, backend) -> 
         await pilot.press("t")
         screen = await until(lambda: isinstance(app.screen, TraceScreen) and app.screen, "the trace screen", 10)
         await until(lambda: screen.trace is not None and screen.trace.finished, "the finished trace", 60)
-        [doc] = await saved(pilot, "x", "trace", len(notes(app)))
+        [doc] = await saved(pilot, "x", "trace")
         assert doc == json.loads(dumps(screen.trace.to_dict()))
         assert doc["task_id"] == later.task_id and doc["tree"]["status"] == "success" and doc["logs"]
         await pilot.press("escape")
@@ -140,7 +150,7 @@ async def test_seek_rates_and_exports_on_a_live_stack(live_runtime, backend) -> 
                     "the poison task in Dead letters", 90)
         dlq.focus_content()
         letters = list(dlq.letters.values())
-        records = await saved(pilot, "x", "dead letters", len(notes(app)))
+        records = await saved(pilot, "x", "dead letters")
         assert records == [json.loads(dumps(letter_doc(d))) for d in letters]
         assert any(poison.task_id in json.dumps(r["payload"]) and "export me" in r["reason"] for r in records)
         assert not errors(app), errors(app)
