@@ -144,3 +144,30 @@ def populate(app, backend: str = "kafka") -> None:
     tap.flush()
     for step in range(len(RESEARCHER_BACKLOG)):
         screen.query_one(QueuesView).update_queues(queues(step), now=2.0 * step, backend=backend)
+
+
+def trace():  # -> sandbox.trace.Trace
+    """A coordinator's task and the four it delegated, as a trace screen shows it (docs/trace.svg)."""
+    from sandbox.protocol import KAFKA_RESPONSES, SANDBOX_META
+    from sandbox.trace import build
+
+    root = "a8af4ad4-b17a-4635-b1b0-1613b676d828"
+    steps = [(root, "coordinator", None, 0.000, 0.023)]
+    for n, agent in enumerate(AGENTS[1:]):
+        steps.append((f"{n + 1:x}c0a4428-6a45-4700-9fbc-eb3d2a93{n:04x}", agent, root, 0.005 + 0.004 * n, 0.0025))
+    found, lines = [], []
+    for i, (task_id, agent, parent, at, took) in enumerate(steps):
+        payload = {"query": "test"} | ({SANDBOX_META: {"parent": parent}} if parent else {})
+        task = {"task_id": task_id, "agent_name": agent, "payload": payload, "created_at": BASE + at}
+        found.append(TapMessage(kafka_topic(agent), "task", BASE + at, json.dumps(task).encode(), task, task_id,
+                                agent, None, f"0:{2 * i}"))
+        replica = f"{agent}_worker-1"
+        done = at + (took if parent else 0.023)
+        answer = {"task_id": task_id, "status": "success", "result": {"agent": agent}, "worker_id": replica,
+                  "created_at": BASE + done}
+        found.append(TapMessage(KAFKA_RESPONSES, "response", BASE + done, json.dumps(answer).encode(), answer,
+                                task_id, agent, "success", f"0:{2 * i + 1}"))
+        for when, text in ((at + 0.001, f"task {task_id} received"),
+                           (done, f"task {task_id} done success in {(done - at - 0.001) * 1000:.1f} ms")):
+            lines.append(LogLine(f"{agent}_worker", replica, f"INFO {agent}: {text}", BASE + when))
+    return build(root, "kafka", found, [], lines)
