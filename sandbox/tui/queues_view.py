@@ -168,8 +168,11 @@ class QueuesView(Vertical):
         self._busy = True
         bus = stack.bus
         try:
-            stats = await stack.queue_stats(await stack.agent_names())
-            read_at = time.monotonic()
+            names = await stack.agent_names()
+            asked = time.monotonic()
+            stats = await stack.queue_stats(names)
+            # the counts are of some moment during the read: its middle errs least on a slow broker
+            read_at = (asked + time.monotonic()) / 2
         except Exception as error:  # shown once; the next refresh tries again
             if stack.switching or stack.bus is not bus:
                 return  # the broker went away on purpose (a switch): not news
