@@ -18,7 +18,7 @@ from typing import Any
 
 from sandbox.bus.base import Bus, DeadLetter, TapMessage
 from sandbox.protocol import SANDBOX_META
-from sandbox.runtime.base import LogLine
+from sandbox.runtime.base import LogLine, Runtime
 
 RECEIVED = re.compile(r"task (?P<id>[0-9a-fA-F-]{8,}) received(?: \(delivery (?P<n>\d+)\))?")
 DONE = re.compile(r"task (?P<id>[0-9a-fA-F-]{8,}) done (?P<status>\w+) in (?P<ms>[\d.]+) ms")
@@ -236,6 +236,17 @@ def status_of(n: TraceNode) -> str:
 
 
 LogSource = Callable[[str], AsyncIterator[LogLine]]
+
+
+def runtime_logs(runtime: Runtime, tail: int) -> LogSource:
+    """A service's lines from before its replicas were last started again (a switch rotates the logs), then now."""
+    async def lines(service: str) -> AsyncIterator[LogLine]:
+        async for line in runtime.earlier_logs(service, tail=tail):
+            yield line
+        async for line in runtime.logs(service, tail=tail, follow=False):
+            yield line
+
+    return lines
 
 
 async def collect(bus: Bus, task_id: str, services: Iterable[str], logs: LogSource | None,

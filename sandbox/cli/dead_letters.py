@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Any
 
 import click
 import orjson
@@ -12,17 +11,8 @@ import orjson
 from sandbox.bus import Bus, DeadLetter, make_bus
 from sandbox.cli.common import BadInput, Context, async_command
 from sandbox.cli.tasks import current_bus_settings
+from sandbox.export import letter_doc
 from sandbox.protocol import agent_of_channel
-
-
-def letter_doc(d: DeadLetter) -> dict[str, Any]:
-    """One dead letter as a JSON document (also what `dlq --json` and exports write)."""
-    try:
-        payload: Any = orjson.loads(d.raw)
-    except orjson.JSONDecodeError:
-        payload = d.raw.decode(errors="replace")
-    return {"id": d.id, "time": d.timestamp, "agent": agent_of_channel(d.source), "reason": d.reason,
-            "delivery_count": d.delivery_count, "source": d.source, "payload": payload}
 
 
 def letter_lines(d: DeadLetter) -> list[str]:

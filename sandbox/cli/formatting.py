@@ -12,6 +12,7 @@ import orjson
 from sandbox.bus import QueueStats, TapMessage
 from sandbox.bus.kafka.health import PartitionHealth
 from sandbox.bus.presence import AgentPresence
+from sandbox.export import dumps, message_doc
 from sandbox.rates import Rate
 from sandbox.runtime.base import ServiceStatus
 
@@ -145,8 +146,4 @@ def message_line(m: TapMessage) -> str:
 
 
 def message_json(m: TapMessage) -> str:
-    return orjson.dumps({
-        "timestamp": m.timestamp, "channel": m.channel, "kind": m.kind, "position": m.position,
-        "task_id": m.task_id, "agent": m.agent, "status": m.status,
-        "message": m.doc if m.doc is not None else m.raw.decode(errors="replace"),
-    }).decode()
+    return dumps(message_doc(m))

@@ -10,8 +10,9 @@ import orjson
 from sandbox.bus import BusError, make_bus
 from sandbox.cli.common import BadInput, Context, Failed, async_command
 from sandbox.cli.tasks import current_bus_settings, parse_inputs
-from sandbox.protocol import BACKENDS
-from sandbox.resend import find_original
+from sandbox.config import Settings
+from sandbox.protocol import BACKENDS, other_backend
+from sandbox.resend import Original, find_original
 
 
 @click.command()
@@ -33,8 +34,13 @@ async def resend(ctx: Context, task_id: str, edit: bool, target: str | None, tim
     """
     runtime = await ctx.runtime()
     settings = await current_bus_settings(runtime)
-    async with make_bus(settings) as bus:
-        original = await find_original(bus, task_id)
+    other = runtime.bus_settings(other_backend(settings.queue_backend))
+    if target not in (None, settings.queue_backend) and not await answers(other):
+        raise BadInput(f"the {target} broker is not running: resend --to {target} needs both brokers up "
+                       f"(laddr-sandbox switch {target} --keep-old runs both)")
+    original = await find_on(settings, task_id)
+    if original is None and await answers(other):  # a task from before a switch: on the broker kept running
+        original = await find_on(other, task_id)
     if original is None:
         raise BadInput(f"unknown task or dead letter {task_id!r} on the {settings.queue_backend} broker "
                        "(its history is kept for a while; see laddr-sandbox watch --last N)")
@@ -44,7 +50,7 @@ async def resend(ctx: Context, task_id: str, edit: bool, target: str | None, tim
         if text is None:
             raise BadInput("nothing sent: the editor was closed without saving")
         payload = parse_inputs(text)
-    where = settings if target in (None, settings.queue_backend) else runtime.bus_settings(target)
+    where = settings if target in (None, settings.queue_backend) else other
     try:
         async with make_bus(where) as bus:
             started = time.perf_counter()
@@ -63,6 +69,20 @@ async def resend(ctx: Context, task_id: str, edit: bool, target: str | None, tim
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
     if not response.ok:
         raise SystemExit(1)
+
+
+async def answers(settings: Settings) -> bool:
+    """The broker of `settings` runs (a quick ping; a refused connection is a no)."""
+    try:
+        async with make_bus(settings) as bus:
+            return await bus.ping()
+    except (BusError, OSError):
+        return False
+
+
+async def find_on(settings: Settings, task_id: str) -> Original | None:
+    async with make_bus(settings) as bus:
+        return await find_original(bus, task_id)
 
 
 COMMANDS = [resend]

@@ -12,7 +12,7 @@ from sandbox.cli.common import BadInput, Context, async_command
 from sandbox.cli.tasks import current_bus_settings
 from sandbox.protocol import other_backend
 from sandbox.runtime.base import Runtime
-from sandbox.trace import Trace, collect
+from sandbox.trace import Trace, collect, runtime_logs
 from sandbox.trace_text import render
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
@@ -22,10 +22,7 @@ LOG_TAIL = 20_000
 async def trace_task(runtime: Runtime, task_id: str) -> Trace:
     """The trace on the current broker; a task found nowhere there is looked for on the other one if it runs."""
     settings = await current_bus_settings(runtime)
-
-    def logs(service: str):  # type: ignore[no-untyped-def]
-        return runtime.logs(service, tail=LOG_TAIL, follow=False)
-
+    logs = runtime_logs(runtime, LOG_TAIL)
     async with make_bus(settings) as bus:
         trace = await collect(bus, task_id, runtime.worker_services, logs)
     if trace.root.published is None:
@@ -60,7 +57,8 @@ async def trace(ctx: Context, task_id: str, as_json: bool) -> None:
     result = await trace_task(await ctx.runtime(), task_id)
     if not result.found and not result.logs:
         why = "; ".join(m for m in result.missing if "broker is not running" in m)
-        raise BadInput(f"unknown task {task_id}: not on the {result.backend} broker nor in any worker's current log"
+        raise BadInput(f"unknown task {task_id}: not on the {result.backend} broker nor in any worker's log "
+                       "(current or rotated)"
                        + (f" ({why}; a task from before a backend switch is only found while that broker runs)"
                           if why else ""))
     if as_json:

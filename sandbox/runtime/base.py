@@ -178,6 +178,11 @@ class Runtime(abc.ABC):
     def logs(self, service: str, *, tail: int = 100, follow: bool = False) -> AsyncIterator[LogLine]:
         """Lines of every replica of a service, tagged by replica, interleaved."""
 
+    def earlier_logs(self, service: str, *, tail: int = 100) -> AsyncIterator[LogLine]:
+        """The lines a replica logged before it was last started again (the local runtime keeps one
+        `.log.1` per replica; a restart or a switch rotates it); none where the runtime keeps no such log."""
+        return _no_lines()
+
     # -- pieces the backend switch is made of (sandbox/switch.py) -------------
     @abc.abstractmethod
     async def start_broker(self, backend: str, progress: Progress = no_progress) -> None: ...
@@ -196,3 +201,8 @@ class Runtime(abc.ABC):
     def record_backend(self, backend: str) -> None:
         """Write the backend in use where this runtime's users configure it (a no-op by default)."""
         return None
+
+
+async def _no_lines() -> AsyncIterator[LogLine]:
+    return
+    yield  # an async generator that yields nothing

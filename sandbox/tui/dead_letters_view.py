@@ -14,9 +14,11 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Label
 
 from sandbox.bus import DeadLetter
+from sandbox.export import letter_doc
 from sandbox.protocol import agent_of_channel
 from sandbox.trace import ANY_ID
 from sandbox.tui.confirm_dialog import ConfirmDialog
+from sandbox.tui.export import export
 from sandbox.tui.formatting import one_line
 from sandbox.tui.reporting import ErrorOnce, describe
 from sandbox.tui.stack import stack_of
@@ -36,6 +38,7 @@ class DeadLettersView(Vertical):
         Binding("r", "requeue", "Requeue", tooltip="Send the selected dead letter back to its queue"),
         Binding("A", "requeue_all", "Requeue all", tooltip="Send every dead letter back to its queue"),
         Binding("d,delete", "drop", "Drop", tooltip="Drop the selected dead letter for good (asks first)"),
+        Binding("x", "export", "Export", tooltip="Save the dead letters shown as JSONL (as dlq --json prints them)"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -71,7 +74,7 @@ class DeadLettersView(Vertical):
         if 0 <= row < table.row_count:
             table.move_cursor(row=row, animate=False)
         self.query_one("#dlq-status", Label).update(
-            f"{len(letters)} dead letter(s) · r requeue · A requeue all · d drop · t trace")
+            f"{len(letters)} dead letter(s) · r requeue · A requeue all · d drop · t trace · x export")
 
     @property
     def selected(self) -> DeadLetter | None:
@@ -121,6 +124,9 @@ class DeadLettersView(Vertical):
             return
         question = f"Drop dead letter {letter.id} ({letter.reason[:80]}) for good?"
         self.app.push_screen(ConfirmDialog("Drop a dead letter", question), partial(self._drop_chosen, letter))
+
+    def action_export(self) -> None:
+        export(self, "dead-letters", [letter_doc(d) for d in self.letters.values()], "dead letters")
 
     def _drop_chosen(self, letter: DeadLetter, yes: bool | None) -> None:
         if yes:

@@ -33,18 +33,22 @@ def services(backend: str = "kafka") -> list[ServiceStatus]:
     return found
 
 
-def queues() -> list[QueueStats]:
+RESEARCHER_BACKLOG = (0, 1, 3, 6, 9, 7, 5, 4, 6, 8, 5, 3)  # the waiting trend the pictures show
+
+
+def queues(step: int = len(RESEARCHER_BACKLOG) - 1) -> list[QueueStats]:
+    """The queues as read at refresh `step` (2 s apart): tasks keep arriving, the researcher lags a little."""
     stats = []
-    for agent, count in REPLICAS.items():
+    for n, (agent, count) in enumerate(REPLICAS.items()):
         partitions = 2 if agent == "analyzer" else 6
         consumers = []
         for i in range(1, count + 1):
             owned = [p for p in range(partitions) if p % count == i - 1]
             consumers.append(ConsumerInfo(f"{agent}_worker-{i}", partitions=owned))
-        lag = 3 if agent == "researcher" else 0
-        stats.append(
-            QueueStats(agent, kafka_topic(agent), length=120 + 7 * count, lag=lag, partitions=partitions, consumers=consumers)
-        )
+        lag = RESEARCHER_BACKLOG[step] if agent == "researcher" else 0
+        added = 120 + 7 * count + step * 2 * (24 - 4 * n)  # 24, 20, 16... tasks/s
+        stats.append(QueueStats(agent, kafka_topic(agent), length=120 + 7 * count, lag=lag, partitions=partitions,
+                                consumers=consumers, added=added))
     # three analyzer replicas for two partitions: one sits idle
     stats[2].consumers.append(ConsumerInfo("analyzer_worker-3", partitions=[]))
     return stats
@@ -138,4 +142,32 @@ def populate(app, backend: str = "kafka") -> None:
     tap = screen.query_one(MessagesView)
     tap.add_messages(messages())
     tap.flush()
-    screen.query_one(QueuesView).update_queues(queues())
+    for step in range(len(RESEARCHER_BACKLOG)):
+        screen.query_one(QueuesView).update_queues(queues(step), now=2.0 * step, backend=backend)
+
+
+def trace():  # -> sandbox.trace.Trace
+    """A coordinator's task and the four it delegated, as a trace screen shows it (docs/trace.svg)."""
+    from sandbox.protocol import KAFKA_RESPONSES, SANDBOX_META
+    from sandbox.trace import build
+
+    root = "a8af4ad4-b17a-4635-b1b0-1613b676d828"
+    steps = [(root, "coordinator", None, 0.000, 0.023)]
+    for n, agent in enumerate(AGENTS[1:]):
+        steps.append((f"{n + 1:x}c0a4428-6a45-4700-9fbc-eb3d2a93{n:04x}", agent, root, 0.005 + 0.004 * n, 0.0025))
+    found, lines = [], []
+    for i, (task_id, agent, parent, at, took) in enumerate(steps):
+        payload = {"query": "test"} | ({SANDBOX_META: {"parent": parent}} if parent else {})
+        task = {"task_id": task_id, "agent_name": agent, "payload": payload, "created_at": BASE + at}
+        found.append(TapMessage(kafka_topic(agent), "task", BASE + at, json.dumps(task).encode(), task, task_id,
+                                agent, None, f"0:{2 * i}"))
+        replica = f"{agent}_worker-1"
+        done = at + (took if parent else 0.023)
+        answer = {"task_id": task_id, "status": "success", "result": {"agent": agent}, "worker_id": replica,
+                  "created_at": BASE + done}
+        found.append(TapMessage(KAFKA_RESPONSES, "response", BASE + done, json.dumps(answer).encode(), answer,
+                                task_id, agent, "success", f"0:{2 * i + 1}"))
+        for when, text in ((at + 0.001, f"task {task_id} received"),
+                           (done, f"task {task_id} done success in {(done - at - 0.001) * 1000:.1f} ms")):
+            lines.append(LogLine(f"{agent}_worker", replica, f"INFO {agent}: {text}", BASE + when))
+    return build(root, "kafka", found, [], lines)

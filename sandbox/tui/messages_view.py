@@ -12,10 +12,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
 from sandbox.bus import TapMessage
+from sandbox.export import message_doc
+from sandbox.tui.export import export
 from sandbox.tui.formatting import STATE_STYLES, clock, one_line, short_id
 from sandbox.tui.live_lines import LiveLines
 from sandbox.tui.live_view import CLEAR_KEY, FILTER_KEY, PAUSE_KEY, READING, LiveView
 from sandbox.tui.message_detail import MessageDetail
+from sandbox.tui.seek_dialog import Seek, SeekDialog, parse_seek
 from sandbox.tui.stack import stack_of
 
 ALL = "*"
@@ -47,6 +50,8 @@ class MessagesView(LiveView, Vertical):
     BINDINGS = [
         Binding("enter", "open", "Open", tooltip="the chosen (else the newest) message as pretty JSON"),
         FILTER_KEY, PAUSE_KEY, Binding("R", "replay", "Replay last N"), CLEAR_KEY,
+        Binding("g", "seek", "Seek", tooltip="start at a time (10m, 2026-12-02T10:00) or an offset, then follow"),
+        Binding("x", "export", "Export", tooltip="save the messages shown as JSONL (as watch --json prints them)"),
     ]
 
     def __init__(self, *, keep: int = 10_000, max_rows: int = 2_000, id: str | None = None) -> None:
@@ -128,20 +133,25 @@ class MessagesView(LiveView, Vertical):
 
     # -- the tap -------------------------------------------------------------------
     @work(exclusive=True, group=READING, exit_on_error=False)
-    async def start_tap(self, last: int = 0) -> None:
-        """Tap the broker until cancelled (or `stop_reading`); reconnects when the broker comes back."""
+    async def start_tap(self, last: int = 0, seek: Seek | None = None) -> None:
+        """Tap the broker until cancelled (or `stop_reading`); reconnects when the broker comes back.
+
+        `last` replays the newest N first; `seek` starts at a time or an offset instead (once: a
+        reconnect goes on from the end, as after a replay)."""
         stack = stack_of(self)
         if stack is None:
             return
-        replay = last
+        replay, start = last, seek
         if stack.backend != self.tapped_backend:  # the topic filter lists the current broker's names only
             self.tapped_backend = stack.backend
             self.channels.clear()
 
         def open_tap() -> tuple[str, AsyncIterator[TapMessage]]:
-            nonlocal replay
-            last, replay = replay, 0  # replayed once, not on every reconnect
-            return f"tapping {stack.backend}" + (f" (replayed last {last})" if last else ""), stack.tap(last=last)
+            nonlocal replay, start
+            (last, replay), (seek, start) = (replay, 0), (start, None)  # once, not on every reconnect
+            note = f" (replayed last {last})" if last else f" (from {seek.text})" if seek else ""
+            since, at = (seek.since, seek.at) if seek else (None, None)
+            return f"tapping {stack.backend}{note}", stack.tap(last=last, since=since, at=at)
 
         def not_ready() -> str | None:
             return "waiting for the broker" if stack.switching or stack.bus is None else None
@@ -182,6 +192,33 @@ class MessagesView(LiveView, Vertical):
         last = int(raw) if raw.strip().isdigit() else 100
         self.live.clear()
         self.start_tap(last)
+
+    def action_seek(self) -> None:
+        stack = stack_of(self)
+        if stack is None or stack.backend is None:
+            self.notify("No broker to seek on", severity="warning", timeout=3)
+            return
+        self.app.push_screen(SeekDialog(stack.backend, self.selected_channel), self._seek_chosen)
+
+    @property
+    def selected_channel(self) -> str | None:
+        channel = self.query_one("#tap-channel", Select).value
+        return channel if isinstance(channel, str) else None
+
+    def _seek_chosen(self, text: str | None) -> None:
+        stack = stack_of(self)
+        if not text or not text.strip() or stack is None or stack.backend is None:
+            return
+        try:
+            seek = parse_seek(text, stack.backend, self.selected_channel)
+        except ValueError as error:  # one line; the view keeps tapping as before
+            self.notify(str(error), severity="warning", timeout=8)
+            return
+        self.live.clear()
+        self.start_tap(seek=seek)
+
+    def action_export(self) -> None:
+        export(self, "messages", (message_doc(m) for m in self.live.items()), "messages")
 
     @on(Input.Submitted, "#tap-last")
     @on(Button.Pressed, "#tap-replay")

@@ -1,6 +1,9 @@
-"""Per agent: the stream or topic, what waits on it and which consumer owns what."""
+"""Per agent: the stream or topic, what waits on it and which consumer owns what; tasks in and
+answered per second and a trend of what waits, with the CLI's meaning (sandbox/rates.py)."""
 
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual import work
@@ -10,12 +13,23 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Label, Static
 
 from sandbox.bus import QueueStats
+from sandbox.rates import Rate, Rates, sparkline
 from sandbox.tui.reporting import ErrorOnce, describe
 from sandbox.tui.stack import stack_of
 
 # What matters most first, so that 80 columns show it; the topic (long, and the agent's name
 # says it) comes last and scrolls into view.
-COLUMNS = ("Agent / consumer", "Lag", "Pending", "Owns / idle", "Parts", "Length", "Topic / stream")
+COLUMNS = ("Agent / consumer", "Lag", "Pending", "In/s", "Answ/s", "Waiting", "Owns / idle", "Parts",
+           "Length", "Topic / stream")
+TREND_WIDTH = 10  # samples shown (one per refresh): the last 20 s at the default 2 s
+RATE_SPAN_S = 5.0  # the CLI's `status --watch 2` span: rates over the last samples within 5 s
+
+
+def rate_cells(rate: Rate | None, trend: str = "") -> tuple[Text | str, ...]:
+    if rate is None:
+        return ("", "", "")
+    return (Text(f"{rate.in_per_s:.1f}", justify="right"), Text(f"{rate.answered_per_s:.1f}", justify="right"),
+            Text(trend, style="cyan"))
 
 
 def number(value: int, warn: bool = True) -> Text:
@@ -23,10 +37,11 @@ def number(value: int, warn: bool = True) -> Text:
     return Text(f"{value:,}", style="yellow" if warn and value > 0 else "", justify="right")
 
 
-def rows_for(stats: QueueStats) -> list[tuple[Text | str, ...]]:
+def rows_for(stats: QueueStats, rate: Rate | None = None, trend: str = "") -> list[tuple[Text | str, ...]]:
     """The agent's row, then one row per consumer under it."""
     if not stats.exists:
-        return [(Text(stats.agent, style="bold"), "", "", Text("missing", style="red"), "-", "", stats.channel)]
+        return [(Text(stats.agent, style="bold"), "", "", "", "", "", Text("missing", style="red"), "-", "",
+                 stats.channel)]
     parts = "-" if stats.partitions is None else str(stats.partitions)
     idle = set(stats.idle_consumers)
     count = len(stats.consumers)
@@ -38,6 +53,7 @@ def rows_for(stats: QueueStats) -> list[tuple[Text | str, ...]]:
             Text(stats.agent, style="bold"),
             number(stats.lag),
             number(stats.pending),
+            *rate_cells(rate, trend),
             Text(consumers, style="yellow" if idle else "dim"),
             parts,
             number(stats.length, warn=False),
@@ -51,7 +67,7 @@ def rows_for(stats: QueueStats) -> list[tuple[Text | str, ...]]:
             owns = Text("idle: no partition", style="bold yellow")
         else:
             owns = Text(",".join(str(p) for p in sorted(consumer.partitions)))
-        rows.append((f"  └ {consumer.name}", "", number(consumer.pending), owns, "", "", ""))
+        rows.append((f"  └ {consumer.name}", "", number(consumer.pending), "", "", "", owns, "", "", ""))
     return rows
 
 
@@ -85,6 +101,8 @@ class QueuesView(Vertical):
         self._warned: set[str] = set()
         self._timer: Timer | None = None
         self._busy = False
+        self.rates = Rates(span_s=RATE_SPAN_S)
+        self._rated: str | None = None  # the backend the samples come from
 
     def compose(self) -> ComposeResult:
         yield Static("", id="idle-warning")
@@ -97,12 +115,20 @@ class QueuesView(Vertical):
         table.add_columns(*COLUMNS)
         self.query_one("#idle-warning").display = False
 
-    def update_queues(self, stats: list[QueueStats]) -> None:
+    def update_queues(self, stats: list[QueueStats], now: float | None = None, backend: str | None = None) -> None:
+        """Show one read of the queues, taken at `now` (monotonic seconds) on `backend`."""
+        if backend != self._rated:  # another broker counts from elsewhere: its rates start afresh
+            self.rates, self._rated = Rates(span_s=RATE_SPAN_S), backend
+        self.rates.add(stats, time.monotonic() if now is None else now)
         table = self.query_one("#queues-table", DataTable)
         row = table.cursor_row
         table.clear()
+        rates = []
         for s in stats:
-            table.add_rows(rows_for(s))
+            rate = self.rates.rate(s.agent)
+            trend = sparkline([x.waiting for x in self.rates.samples.get(s.agent, ())], TREND_WIDTH)
+            table.add_rows(rows_for(s, rate, trend))
+            rates += [rate] if rate is not None else []
         if 0 <= row < table.row_count:
             table.move_cursor(row=row, animate=False)
         warning = idle_warning(stats)
@@ -110,7 +136,10 @@ class QueuesView(Vertical):
         banner.update(warning)
         banner.display = bool(warning)
         waiting = sum(s.waiting for s in stats)
-        self.query_one("#queues-status", Label).update(f"{len(stats)} queues · {waiting:,} tasks waiting")
+        in_s, done_s = sum(r.in_per_s for r in rates), sum(r.answered_per_s for r in rates)
+        self.query_one("#queues-status", Label).update(
+            f"{len(stats)} queues · {waiting:,} tasks waiting · {in_s:.1f} in/s · {done_s:.1f} answered/s "
+            f"(last {RATE_SPAN_S:.0f} s)")
         # Say it once where people look, not only on this tab (live stacks only).
         idle_now = {s.agent for s in stats if s.idle_consumers}
         for agent in idle_now - self._warned if stack_of(self) is not None else ():
@@ -139,7 +168,11 @@ class QueuesView(Vertical):
         self._busy = True
         bus = stack.bus
         try:
-            stats = await stack.queue_stats(await stack.agent_names())
+            names = await stack.agent_names()
+            asked = time.monotonic()
+            stats = await stack.queue_stats(names)
+            # the counts are of some moment during the read: its middle errs least on a slow broker
+            read_at = (asked + time.monotonic()) / 2
         except Exception as error:  # shown once; the next refresh tries again
             if stack.switching or stack.bus is not bus:
                 return  # the broker went away on purpose (a switch): not news
@@ -149,7 +182,7 @@ class QueuesView(Vertical):
         finally:
             self._busy = False
         self._errors.ok(self, "Queues")
-        self.update_queues(stats)
+        self.update_queues(stats, read_at, stack.backend)
         try:  # leaders and in-sync replicas: a cluster that lost brokers may not say
             health = await bus.partition_health([s.agent for s in stats])
         except Exception as error:

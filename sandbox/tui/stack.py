@@ -19,7 +19,7 @@ from sandbox.protocol import Response, job_id_of, new_task_id
 from sandbox.runtime.base import LogLine, Runtime, ServiceStatus
 from sandbox.resend import Original, find_original
 from sandbox.switch import SwitchReport, WaitingTasks, count_waiting, switch_backend
-from sandbox.trace import Trace, collect
+from sandbox.trace import Trace, collect, runtime_logs
 
 Progress = Callable[[str], None]
 
@@ -200,8 +200,9 @@ class Stack:
     async def queue_stats(self, agents: list[str] | None = None) -> list[QueueStats]:
         return await self.need_bus().queue_stats(agents or list(self.settings.agents))
 
-    def tap(self, last: int = 0) -> AsyncIterator[TapMessage]:
-        return self.need_bus().tap(last=last)
+    def tap(self, last: int = 0, since: float | None = None,
+            at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        return self.need_bus().tap(last=last, since=since, at=at)
 
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return await self.need_bus().dead_letters(limit)
@@ -221,10 +222,8 @@ class Stack:
 
     async def trace(self, task_id: str) -> Trace:
         """What happened to a task: broker history, every worker replica's log, the responses."""
-        def logs(service: str) -> AsyncIterator[LogLine]:
-            return self.runtime.logs(service, tail=20_000, follow=False)
-
-        return await collect(self.need_bus(), task_id, self.runtime.worker_services, logs)
+        return await collect(self.need_bus(), task_id, self.runtime.worker_services,
+                             runtime_logs(self.runtime, 20_000))
 
     # -- backend switch (sandbox/switch.py does the work) -------------------------
     async def count_pending(self) -> WaitingTasks:

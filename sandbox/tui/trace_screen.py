@@ -19,6 +19,7 @@ from textual.widgets import Label, Static
 
 from sandbox.trace import Trace
 from sandbox.trace_text import log_section, response_section, waterfall
+from sandbox.tui.export import export
 from sandbox.tui.stack import stack_of
 
 REFRESH_S = 1.0
@@ -30,6 +31,7 @@ class TraceScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,q", "dismiss", "Close"),
         Binding("c", "copy", "Copy as JSON"),
+        Binding("x", "export", "Export", tooltip="Save the trace as JSONL (one line: what trace --json prints)"),
     ]
 
     def __init__(self, task_id: str, trace: Trace | None = None) -> None:
@@ -45,7 +47,7 @@ class TraceScreen(ModalScreen[None]):
                 yield Static("", id="trace-tree")
                 yield Static("", id="trace-logs")
                 yield Static("", id="trace-responses")
-            yield Label("[b]c[/b] copy as JSON · [b]esc[/b] close", classes="dialog-hint")
+            yield Label("[b]c[/b] copy as JSON · [b]x[/b] export · [b]esc[/b] close", classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one("#trace", Vertical).border_title = f"trace {self.task_id}"
@@ -88,6 +90,12 @@ class TraceScreen(ModalScreen[None]):
         if self.trace is not None:
             self.app.copy_to_clipboard(orjson.dumps(self.trace.to_dict()).decode())
             self.notify("Trace copied as JSON", timeout=2)
+
+    def action_export(self) -> None:
+        if self.trace is None:
+            self.notify("Nothing read yet", severity="warning", timeout=3)
+            return
+        export(self, f"trace-{self.task_id[:8]}", [self.trace.to_dict()], "trace")
 
 
 def selected_task_id(focused: Widget | None) -> str | None:

@@ -36,12 +36,12 @@ from sandbox.runtime.base import (
 )
 from sandbox.runtime.local.config import APPS_READY_S, KAFKA_READY_S, MAX_REPLICAS, REDIS_READY_S, LocalConfig
 from sandbox.runtime.local.daemon import end_everything, start_supervisord
-from sandbox.runtime.local.logfollow import follow_files
 from sandbox.runtime.local.probes import api_answers, broker_answers
 from sandbox.runtime.local.kafka_nodes import bootstrap, is_broker_program, node_programs, port_keys, wait_cluster
 from sandbox.runtime.local.programs import (
     app_programs, broker_programs, prepare_project, project_notes, replica_name, service_of,
 )
+from sandbox.runtime.local.replica_logs import rotated_lines, service_lines
 from sandbox.runtime.local.readiness import Readiness, last_log_line
 from sandbox.runtime.local.statedir import State, StateDir, state_dir
 from sandbox.runtime.local.status import ALIVE_STATES, replicas_of, service_rows
@@ -383,16 +383,9 @@ class LocalRuntime(Runtime):
 
     def logs(self, service: str, *, tail: int = 100, follow: bool = False) -> AsyncIterator[LogLine]:
         self._check_service(service)
+        return service_lines(self.dir, service, tail=tail, follow=follow)
 
-        def sources() -> dict[str, Path]:
-            names = [n for _, n in replicas_of(service, configured_programs(self.dir))]
-            if not names and not follow:  # stack down: the last run's files are still worth reading
-                names = [n for _, n in replicas_of(service, [p.stem for p in self.dir.logs.glob("*.log")])]
-            return {n: self.dir.log_file(n) for n in names}
-
-        async def lines() -> AsyncIterator[LogLine]:
-            async for tag, text, ts in follow_files(sources, tail=tail, follow=follow):
-                yield LogLine(service=service, replica=tag, text=text, timestamp=ts)
-
-        return lines()
+    def earlier_logs(self, service: str, *, tail: int = 100) -> AsyncIterator[LogLine]:
+        self._check_service(service)
+        return rotated_lines(self.dir, service, tail=tail)
 
