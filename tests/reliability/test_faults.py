@@ -460,8 +460,10 @@ async def test_5_more_replicas_than_partitions_are_reported_idle_then_fixed(back
             assert "this replica is idle" in fleet.procs[idle].output() and "laddr-sandbox partitions" in fleet.procs[idle].output()
             assert await bus.add_partitions(agent, 3) == 3
             # The group sees the new partition at its next metadata refresh and rebalances.
-            after = await wait_stats(bus, agent, lambda s: s.partitions == 3 and not s.idle_consumers
-                                     and len(s.consumers) == 3)
+            # while the group rebalances nobody is called idle: wait for it to settle with every partition owned
+            after = await wait_stats(bus, agent, lambda s: s.partitions == 3 and not s.rebalancing
+                                     and len(s.consumers) == 3
+                                     and sorted(p for c in s.consumers for p in c.partitions) == [0, 1, 2])
             assert not after.idle_consumers and sorted(p for c in after.consumers for p in c.partitions) == [0, 1, 2], after
         else:
             assert before.idle_consumers == [] and len(before.consumers) == 3
