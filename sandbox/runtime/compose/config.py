@@ -200,6 +200,8 @@ class ComposeConfig:
         """What the stack runs on, in compose/.env (the guide's `.env` edits)."""
         self.ensure_env_file()
         key, address = IN_NETWORK[backend]
+        if Path(files[-1]).name == CLUSTER_FILE:  # every node, so a container (re)started while node 1 is down still connects
+            address = ",".join(f"{n}:9092" for n in ("kafka", *CLUSTER_NODES))
         # the project and folder too, so the guide's plain `docker compose …` here reach this same stack
         write_env(self.env_file, {"COMPOSE_FILE": ":".join(files), "QUEUE_BACKEND": backend, key: address,
                                   "COMPOSE_PROJECT_NAME": self.project, ROOT_VAR: str(self.root)})
