@@ -31,6 +31,7 @@ from sandbox.runtime.compose.engine import Engine, env_of, health_of, last_line,
 from sandbox.runtime.compose.engine import service_health, service_of
 from sandbox.runtime.compose.logs import service_logs
 from sandbox.runtime.compose.nodes import members, nodes_of_container, nodes_of_file, replica_index, shown_service
+from sandbox.runtime.compose.readiness import api_answers, worker_said_ready
 
 # The broker services that stay up (not the one-shot init job, not the optional UI).
 BROKER_RUNNING = {"kafka": ["zookeeper", "kafka"], "redis": ["redis"]}
@@ -344,6 +345,14 @@ class ComposeRuntime(Runtime):
             return BROKER_RUNNING[backend]
         return ["kafka", "kafka-2", "kafka-3"] if file.endswith(CLUSTER_FILE) else ["kafka"]
 
+    async def _says_ready(self, service: str, container: Any) -> bool:
+        """A sandbox app ready before its first healthcheck (readiness.py); a project's own workers wait for it."""
+        if self.for_project:
+            return False
+        if service == "api":
+            return await asyncio.to_thread(api_answers, self.config.port("API_HOST_PORT", 8000))
+        return service in self.worker_services and await asyncio.to_thread(worker_said_ready, container)
+
     async def _wait_ready(self, services: list[str], progress: Progress, timeout: float = READY_TIMEOUT_S) -> None:
         """Every replica of `services` running and healthy; fails fast on a crash loop."""
         deadline = time.monotonic() + timeout
@@ -356,7 +365,8 @@ class ComposeRuntime(Runtime):
                     waiting.append(f"{service} (no container)")
                 for c in cs:
                     state, health, restarts = c.attrs["State"], health_of(c), c.attrs.get("RestartCount", 0)
-                    if state["Status"] == "running" and health in (None, "healthy"):
+                    if state["Status"] == "running" and (health in (None, "healthy") or
+                                                         (health == "starting" and await self._says_ready(service, c))):
                         continue
                     name = f"{service}-{number(c)}"
                     if restarts >= CRASH_LOOP_RESTARTS or state["Status"] == "exited":
