@@ -229,6 +229,9 @@ class ComposeRuntime(Runtime):
             if name in ONE_SHOT:
                 continue
             cs = by_service.get(name, [])
+            for c in cs:
+                if health_of(c) == "starting" and await self._says_ready(name, c):
+                    c.attrs["State"]["Health"]["Status"] = "healthy"  # what Docker's next check will say
             kind = "api" if name == "api" else "worker" if name in self.worker_services else "ui" if name == "kafka-ui" else "broker"
             status = ServiceStatus(name, kind, desired=len(cs) if backend else 0,
                                    replicas=sorted((replica(name, c, replica_index(service_of(c), c)) for c in cs),
