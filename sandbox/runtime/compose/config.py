@@ -140,6 +140,8 @@ class ComposeConfig:
                 raise RuntimeFailure(f"the compose cluster has 3 nodes ({CLUSTER_FILE}), not {self.kafka_brokers}: "
                                      "set KAFKA_BROKERS to 1 or 3")
             chosen = CLUSTER_FILE
+        elif Path(chosen).name == CLUSTER_FILE:  # KAFKA_BROKERS decides: back to one node (KRaft, as before)
+            chosen = BACKEND_FILES["kafka"][1]
         files = [BASE_FILE, chosen]
         for f in files:
             if not (self.dir / f).is_file():

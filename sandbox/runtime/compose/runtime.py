@@ -222,8 +222,9 @@ class ComposeRuntime(Runtime):
         by_service: dict[str, list[Any]] = {}
         for c in found:  # a cluster's nodes are the replicas of `kafka`, as on the local runtime
             by_service.setdefault(shown_service(service_of(c) or "?"), []).append(c)
+        expected = self._broker_running(backend) if backend else []  # no ZooKeeper row on a KRaft file
         order = [s for b in ("kafka", "redis") for s in BROKER_SERVICES[b] if s not in CLUSTER_NODES
-                 and (s in by_service or (b == backend and s in BROKER_RUNNING[b]))]
+                 and (s in by_service or s in expected)]
         out = []
         for name in [*dict.fromkeys(order), *self.app_services]:
             if name in ONE_SHOT:

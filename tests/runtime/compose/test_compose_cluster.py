@@ -77,6 +77,7 @@ async def settled_consumers(rt, agent: str, want: int) -> set[str]:
 async def test_status_shows_one_kafka_service_with_its_three_nodes(cluster) -> None:
     services = {s.name: s for s in await cluster.services()}
     assert [n for n in services if n.startswith("kafka")] == ["kafka"]  # no kafka-2 / kafka-3 rows
+    assert "zookeeper" not in services  # KRaft: no ZooKeeper row
     kafka = services["kafka"]
     assert kafka.replicas_label == "3/3" and [r.name for r in kafka.replicas] == NODES, kafka
     assert [r.index for r in kafka.replicas] == [1, 2, 3] and kafka.health == "healthy", kafka
