@@ -20,7 +20,7 @@ DOCKER_DNS = ("127.0.0.11", 53)
 NUMBERED = re.compile(r"[-_](\d+)$")
 
 
-def _ptr_query(ip: str, ident: int) -> bytes:
+def ptr_query(ip: str, ident: int) -> bytes:
     labels = [*reversed(ip.split(".")), "in-addr", "arpa"]
     question = b"".join(bytes([len(p)]) + p.encode() for p in labels) + b"\0" + struct.pack(">HH", 12, 1)
     return struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question
@@ -88,7 +88,7 @@ def compose_replica_number(timeout: float = 1.0, attempts: int = 3) -> int | Non
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.settimeout(timeout)
-                sock.sendto(_ptr_query(ip, ident), DOCKER_DNS)
+                sock.sendto(ptr_query(ip, ident), DOCKER_DNS)
                 name = parse_ptr_answer(sock.recv(1024), ident)
         except (OSError, ValueError, struct.error, IndexError):
             continue

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -25,7 +24,7 @@ from sandbox.bus import make_bus
 from sandbox.config import load_settings, write_env
 from sandbox.runtime.base import UnknownReplica
 from sandbox.runtime.compose.images import COMPOSE_DIR
-from tests.runtime.compose.test_compose_stack import local_images, need_engine  # noqa: F401 - the fixture
+from tests.runtime.compose.test_compose_stack import local_images  # noqa: F401 - the fixture (fails without an engine)
 
 pytestmark = pytest.mark.timeout(900)
 NODES = ["kafka-1", "kafka-2", "kafka-3"]

@@ -4,7 +4,7 @@ The answer below is what Docker's embedded DNS sent for a container named
 c3x-proj-researcher_worker-2 on the network c3dnstest (captured once on Docker 20.10).
 """
 
-from sandbox.replica_name import _ptr_query, parse_ptr_answer, replica_number
+from sandbox.replica_name import ptr_query, parse_ptr_answer, replica_number
 
 ANSWER = (b"\xfa\xf8\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\x012\x010\x0219\x03172\x07in-addr\x04arpa\x00"
           b"\x00\x0c\x00\x01\x012\x010\x0219\x03172\x07in-addr\x04arpa\x00\x00\x0c\x00\x01\x00\x00\x02X\x00("
@@ -31,7 +31,7 @@ def test_a_compressed_name_is_followed() -> None:
 
 
 def test_the_query_asks_for_the_reversed_address() -> None:
-    assert b"\x012\x010\x0218\x03172\x07in-addr\x04arpa\x00\x00\x0c\x00\x01" in _ptr_query("172.18.0.2", 7)
+    assert b"\x012\x010\x0218\x03172\x07in-addr\x04arpa\x00\x00\x0c\x00\x01" in ptr_query("172.18.0.2", 7)
 
 
 def test_the_number_is_the_last_part_of_the_container_name_for_both_compose_versions() -> None:
