@@ -3,6 +3,7 @@
     python -m bench                       # all of them (about half an hour on 2 cores)
     python -m bench --smoke               # a short version for CI (a few minutes)
     python -m bench --only roundtrip,tap  # some of them
+    python -m bench --only compose        # the Compose runtime's up and switch (needs Docker; never by default)
     python -m bench --list
 """
 
@@ -30,7 +31,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "tap": ("bench.tap", "live tap (watch) messages/s following the broker"),
     "stack": ("bench.stack_times", "cold `up` until every worker registered; backend switch"),
     "tui": ("bench.tui", "TUI Messages/Logs ingest at 20,000/s: key latency, memory after 1,000,000"),
+    "compose": ("bench.compose_times", "Compose runtime: cold `up` (images here) and backend switch"),
 }
+OPT_IN = {"compose"}  # needs a Docker engine and the local images: run only when named (--only compose)
 
 
 def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -53,7 +56,7 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     if not backends or any(b not in ("redis", "kafka") for b in backends):
         p.error("--backends takes redis, kafka or both")
     repeats = args.repeats if args.repeats is not None else (1 if args.smoke else 5)
-    return Options(smoke=args.smoke, repeats=max(1, repeats), only=only or list(BENCHMARKS),
+    return Options(smoke=args.smoke, repeats=max(1, repeats), only=only or [b for b in BENCHMARKS if b not in OPT_IN],
                    backends=backends), args
 
 

@@ -1,7 +1,7 @@
 """Container healthcheck for the sandbox image: `api` or `worker`.
 
 api: the HTTP server answers (any status below 500).
-worker: the worker process is alive and its broker accepts TCP connections,
+worker: the worker process is alive and its broker (one node of it) accepts TCP connections,
 so `docker compose ps` shows a worker cut off from its broker as unhealthy.
 """
 
@@ -28,11 +28,18 @@ def worker() -> None:
     if b"sandbox.worker" not in cmdline:
         sys.exit("PID 1 is not a sandbox worker")
     if os.environ.get("QUEUE_BACKEND", "redis") == "kafka":
-        host, _, port = os.environ.get("KAFKA_BOOTSTRAP", "kafka:9092").split(",")[0].rpartition(":")
+        # a cluster: any node answering will do (the client bootstraps from every one)
+        addresses = [a.rpartition(":") for a in os.environ.get("KAFKA_BOOTSTRAP", "kafka:9092").split(",")]
     else:
         url = urllib.parse.urlparse(os.environ.get("REDIS_URL", "redis://redis:6379/0"))
-        host, port = url.hostname or "redis", url.port or 6379
-    socket.create_connection((host, int(port)), timeout=3).close()
+        addresses = [(url.hostname or "redis", ":", url.port or 6379)]
+    for host, _, port in addresses:
+        try:
+            socket.create_connection((host, int(port)), timeout=3 / len(addresses)).close()
+            return
+        except OSError as exc:
+            why = exc
+    sys.exit(f"no broker answers: {why}")
 
 
 if __name__ == "__main__":

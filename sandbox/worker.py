@@ -23,12 +23,18 @@ from sandbox.bus import Bus, BusError, make_bus
 from sandbox.config import ConfigError, Settings, load_settings
 from sandbox.program import run_program
 from sandbox.protocol import AgentInfo, Response, Task
+from sandbox.replica_name import compose_replica_number
 
 log = logging.getLogger("sandbox.worker")
 
 
 def default_worker_id(agent: str) -> str:
-    return os.environ.get("LADDR_WORKER_ID") or f"{agent}_worker@{socket.gethostname()}-{os.getpid()}"
+    """The replica's name (researcher_worker-2) where the runtime says it, else host and pid."""
+    if worker_id := os.environ.get("LADDR_WORKER_ID"):  # the local runtime: the program's name
+        return worker_id
+    if os.environ.get("LADDR_WORKER_ID_FROM") == "compose" and (n := compose_replica_number()):
+        return f"{agent}_worker-{n}"  # the name `logs` and status give this container
+    return f"{agent}_worker@{socket.gethostname()}-{os.getpid()}"
 
 
 class Worker:

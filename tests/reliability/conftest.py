@@ -94,8 +94,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.section("reliability: tasks sent / answered / duplicated / lost")
     for outcome in outcomes:
         terminalreporter.write_line(outcome.line())
-    lost = sum(o.lost for o in outcomes)
-    terminalreporter.write_line(f"total lost: {lost}")
+    from tests.reliability.report import totals
+
+    terminalreporter.write_line(totals([asdict(o) for o in outcomes]))
     path = results_path(config)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -333,6 +333,8 @@ class Outcome:
     redelivered: int = 0  # tasks whose handler saw delivery_count > 1
     seconds: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
+    # lost by design: a configuration the scenario shows losing tasks (the guide's Redis, no persistence)
+    loss_intended: bool = False
 
     @classmethod
     def measure(cls, scenario: str, backend: str, task_ids: Iterable[str], log: ResponseLog, started: float,

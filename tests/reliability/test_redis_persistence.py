@@ -94,7 +94,7 @@ async def test_r1_redis_restart_under_load(persistence: bool, tmp_path: Path, re
         name = "r1 redis restart " + ("AOF everysec" if persistence else "no persistence")
         outcome = Outcome(scenario=name, backend="redis", sent=len(acked), answered=kept,
                           lost=max(0, len(acked) - kept), seconds=round(time.monotonic() - started, 1),
-                          notes={"acked_before_kill": before, "kept": kept})
+                          notes={"acked_before_kill": before, "kept": kept}, loss_intended=not persistence)
         record(outcome)
     finally:
         kill9(proc)

@@ -140,6 +140,8 @@ class ComposeConfig:
                 raise RuntimeFailure(f"the compose cluster has 3 nodes ({CLUSTER_FILE}), not {self.kafka_brokers}: "
                                      "set KAFKA_BROKERS to 1 or 3")
             chosen = CLUSTER_FILE
+        elif Path(chosen).name == CLUSTER_FILE:  # KAFKA_BROKERS decides: back to one node (KRaft, as before)
+            chosen = BACKEND_FILES["kafka"][1]
         files = [BASE_FILE, chosen]
         for f in files:
             if not (self.dir / f).is_file():
@@ -200,6 +202,8 @@ class ComposeConfig:
         """What the stack runs on, in compose/.env (the guide's `.env` edits)."""
         self.ensure_env_file()
         key, address = IN_NETWORK[backend]
+        if Path(files[-1]).name == CLUSTER_FILE:  # every node, so a container (re)started while node 1 is down still connects
+            address = ",".join(f"{n}:9092" for n in ("kafka", *CLUSTER_NODES))
         # the project and folder too, so the guide's plain `docker compose …` here reach this same stack
         write_env(self.env_file, {"COMPOSE_FILE": ":".join(files), "QUEUE_BACKEND": backend, key: address,
                                   "COMPOSE_PROJECT_NAME": self.project, ROOT_VAR: str(self.root)})

@@ -221,7 +221,9 @@ def docker_time(stamp: str) -> float | None:
     return whole + (float(f"0.{frac[:9]}") if frac.isdigit() else 0.0)
 
 
-def replica(service: str, c: Any) -> Replica:
+def replica(service: str, c: Any, index: int | None = None) -> Replica:
+    """A container as a replica of `service`, numbered `index` (default: Compose's container number)."""
+    index = index or number(c)
     state = c.attrs["State"]
     health = health_of(c)
     status = STATES.get(state["Status"], "exited")
@@ -232,7 +234,7 @@ def replica(service: str, c: Any) -> Replica:
     if state["Status"] == "exited":
         detail = f"exit code {state.get('ExitCode')}"
     return Replica(
-        name=f"{service}-{number(c)}", index=number(c), state=status, pid=state.get("Pid") or None,
+        name=f"{service}-{index}", index=index, state=status, pid=state.get("Pid") or None,
         uptime_s=time.time() - started if started and state["Status"] == "running" else None,
         restarts=c.attrs.get("RestartCount", 0), detail=detail,
     )

@@ -14,9 +14,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sandbox.runtime.base import LogLine
-from sandbox.runtime.compose.engine import Engine, docker_time, number
+from sandbox.runtime.compose.engine import Engine, docker_time, service_of
+from sandbox.runtime.compose.nodes import members, replica_tag
 
 WATCH_EVERY_S = 1.0
+
+
+async def _containers(engine: Engine, service: str, all_: bool = True) -> list[Any]:
+    """The containers behind a shown service (`kafka`: every node of a cluster)."""
+    return [c for s in members(service) for c in await engine.containers(s, all_)]
 
 
 async def service_logs(engine: Engine, service: str, *, tail: int, follow: bool) -> AsyncIterator[LogLine]:
@@ -27,7 +33,7 @@ async def service_logs(engine: Engine, service: str, *, tail: int, follow: bool)
     stop = threading.Event()
 
     def pump(container: Any, since: str | None) -> None:
-        name = f"{service}-{number(container)}"
+        name = replica_tag(service_of(container), container)
         kwargs: dict[str, Any] = {"stream": True, "follow": follow, "timestamps": True}
         if since:
             kwargs["since"] = docker_time(since)
@@ -51,7 +57,7 @@ async def service_logs(engine: Engine, service: str, *, tail: int, follow: bool)
             streams.pop(container.id, None)
 
     if not follow:
-        containers = await engine.containers(service)
+        containers = await _containers(engine, service)
         threads = [threading.Thread(target=pump, args=(c, None), daemon=True) for c in containers]
         for t in threads:
             t.start()
@@ -66,7 +72,7 @@ async def service_logs(engine: Engine, service: str, *, tail: int, follow: bool)
     async def watch() -> None:
         # Attach to each running replica; a replica that stopped and runs again, or a new one, is re-attached.
         while not stop.is_set():
-            for c in await engine.containers(service, all_=False):
+            for c in await _containers(engine, service, all_=False):
                 if c.id not in streams and c.status == "running":
                     streams[c.id] = None  # claimed before the thread opens it
                     threading.Thread(target=pump, args=(c, last.get(c.id)), daemon=True).start()

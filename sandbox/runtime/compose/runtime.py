@@ -22,7 +22,7 @@ from typing import Any
 from sandbox.brokers.ports import port_is_free
 from sandbox.config import ConfigError, Settings, check_backend
 from sandbox.runtime.base import HOST, LogLine, Progress, Runtime, RuntimeFailure
-from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownService, check_scale, no_progress
+from sandbox.runtime.base import ServiceStatus, StackNotRunning, UnknownReplica, UnknownService, check_scale, no_progress
 from sandbox.runtime.compose.cli import ComposeCli
 from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, CLUSTER_FILE, CLUSTER_NODES, HOST_PORTS, UI_PORT
 from sandbox.runtime.compose.config import ComposeConfig
@@ -30,6 +30,8 @@ from sandbox.runtime.compose.config import is_packaged
 from sandbox.runtime.compose.engine import Engine, env_of, health_of, last_line, number, published, replica
 from sandbox.runtime.compose.engine import service_health, service_of
 from sandbox.runtime.compose.logs import service_logs
+from sandbox.runtime.compose.nodes import members, nodes_of_container, nodes_of_file, replica_index, shown_service
+from sandbox.runtime.compose.readiness import api_answers, worker_said_ready
 
 # The broker services that stay up (not the one-shot init job, not the optional UI).
 BROKER_RUNNING = {"kafka": ["zookeeper", "kafka"], "redis": ["redis"]}
@@ -154,14 +156,26 @@ class ComposeRuntime(Runtime):
         profiles = await self._check_images(backend, services, progress)
         await self._check_ports(backend, services, profiles)
         scale = await self._worker_scale()
+        fresh = await self._node_count_change(backend, files, progress)
         self.config.record(backend, files)
         progress(f"starting the {backend} stack ({' + '.join(Path(f).name for f in files)})")
         # A project's file has more than the stack (its redis on Kafka, minio…): name what runs.
         targets = ([s for s in services if (s != "kafka-ui" or "ui" in profiles) and s not in CLUSTER_NODES]
                    if self.for_project else [])  # a project's file has one Kafka node
-        await self._compose(backend, "up", "-d", "--remove-orphans", *_scale_args(scale), *targets,
+        await self._compose(backend, "up", "-d", "--remove-orphans", *fresh, *_scale_args(scale), *targets,
                             progress=progress, profiles=profiles)
         await self._wait_ready([*self._broker_running(backend), *self.app_services], progress)
+
+    async def _node_count_change(self, backend: str, files: list[str], progress: Progress) -> list[str]:
+        """Another number of Kafka nodes than the existing containers were made for: fresh storage
+        (a KRaft quorum names its voters for good; Compose would carry the old node's volume over)."""
+        wanted = nodes_of_file(files) if backend == "kafka" and not self.for_project else 0
+        had = await self._containers("kafka")
+        if not wanted or not had or (before := nodes_of_container(had[0])) == wanted:
+            return []
+        progress(f"Kafka goes from {before} to {wanted} node(s): it starts with fresh storage "
+                 "(the old node's topics and the tasks on them are not carried over)")
+        return ["--renew-anon-volumes"]
 
     async def down(self, progress: Progress = no_progress) -> None:
         """Remove this folder's containers and network, and only the volumes made for its containers."""
@@ -206,18 +220,23 @@ class ComposeRuntime(Runtime):
         backend = await self.current_backend()
         notes = self.config.llm_notes() if self.for_project else {}
         by_service: dict[str, list[Any]] = {}
-        for c in found:
-            by_service.setdefault(service_of(c) or "?", []).append(c)
-        order = [s for b in ("kafka", "redis") for s in BROKER_SERVICES[b]
-                 if s in by_service or (b == backend and s in BROKER_RUNNING[b])]
+        for c in found:  # a cluster's nodes are the replicas of `kafka`, as on the local runtime
+            by_service.setdefault(shown_service(service_of(c) or "?"), []).append(c)
+        expected = self._broker_running(backend) if backend else []  # no ZooKeeper row on a KRaft file
+        order = [s for b in ("kafka", "redis") for s in BROKER_SERVICES[b] if s not in CLUSTER_NODES
+                 and (s in by_service or s in expected)]
         out = []
         for name in [*dict.fromkeys(order), *self.app_services]:
             if name in ONE_SHOT:
                 continue
             cs = by_service.get(name, [])
+            for c in cs:
+                if health_of(c) == "starting" and await self._says_ready(name, c):
+                    c.attrs["State"]["Health"]["Status"] = "healthy"  # what Docker's next check will say
             kind = "api" if name == "api" else "worker" if name in self.worker_services else "ui" if name == "kafka-ui" else "broker"
             status = ServiceStatus(name, kind, desired=len(cs) if backend else 0,
-                                   replicas=[replica(name, c) for c in cs],
+                                   replicas=sorted((replica(name, c, replica_index(service_of(c), c)) for c in cs),
+                                                   key=lambda r: r.index),
                                    ports=sorted({p for c in cs for p in published(c)}))
             status.health = service_health(cs)
             status.note = notes.get(name, "")
@@ -225,11 +244,11 @@ class ComposeRuntime(Runtime):
         return out
 
     def _known(self) -> list[str]:
-        brokers = (s for b in ("kafka", "redis") for s in BROKER_SERVICES[b] if s not in ONE_SHOT)
+        brokers = (s for b in ("kafka", "redis") for s in BROKER_SERVICES[b] if s not in {*ONE_SHOT, *CLUSTER_NODES})
         return [*dict.fromkeys(brokers), *self.app_services]
 
     def _check_service(self, service: str) -> None:
-        if service not in self._known():
+        if service not in self._known() and service not in CLUSTER_NODES:  # a node by its Compose name works too
             raise UnknownService(service, self._known())
 
     async def _worker_scale(self) -> dict[str, int]:
@@ -253,19 +272,22 @@ class ComposeRuntime(Runtime):
     async def restart(self, service: str) -> None:
         self._check_service(service)
         backend = await self._require_backend()
-        if not await self._containers(service):
+        present = [s for s in members(service) if await self._containers(s)]  # `kafka`: every node
+        if not present:
             raise RuntimeFailure(f"{service} is not part of the running stack")
         await self._check_owner()
-        await self._compose(backend, "restart", service)
-        await self._wait_ready([service], no_progress)
+        await self._compose(backend, "restart", *present)
+        await self._wait_ready(present, no_progress)
 
     async def kill_replica(self, service: str, replica: int) -> None:
         self._check_service(service)
         await self._require_backend()
-        if service == "kafka" and replica > 1 and self.settings.kafka_brokers > 1:  # node n is the service kafka-n
-            service, replica = f"kafka-{replica}", 1
-        target = next((c for c in await self._containers(service, all_=False) if number(c) == replica), None)
-        if target is None:
+        # A cluster's node n is the Compose service kafka-n: its replica n here, as on the local runtime.
+        found = {replica_index(s, c): c for s in members(service) for c in await self._containers(s)}
+        if found and replica not in found:
+            raise UnknownReplica(service, replica, sorted(found))
+        target = found.get(replica)
+        if target is None or target.status != "running":
             raise RuntimeFailure(f"{service}-{replica} is not running")
         await self.engine.kill_and_revive(target)
 
@@ -290,13 +312,13 @@ class ComposeRuntime(Runtime):
 
     async def stop_broker(self, backend: str, progress: Progress = no_progress) -> None:
         backend = check_backend(backend)
-        present = {service_of(c) for c in await self._containers()}
-        services = [s for s in BROKER_SERVICES[backend] if s in present]
-        if services:
+        found = [c for c in await self._containers() if service_of(c) in BROKER_SERVICES[backend]]
+        if found:
             await self._check_owner()
             progress(f"stopping the {backend} broker")
-            await self._compose(backend, "rm", "--stop", "--force", "-v", *services, progress=progress,
-                                profiles=[*self.config.profiles(), "ui"])
+            # Removed with its anonymous volumes (as `compose rm -s -f -v` did), so a graceful stop
+            # flushes nothing anyone reads again: force-removing spares Kafka's 1-2 s shutdown.
+            await self.engine.remove(found)
 
     async def stop_apps(self, progress: Progress = no_progress) -> None:
         backend = await self._require_backend()
@@ -327,6 +349,14 @@ class ComposeRuntime(Runtime):
             return BROKER_RUNNING[backend]
         return ["kafka", "kafka-2", "kafka-3"] if file.endswith(CLUSTER_FILE) else ["kafka"]
 
+    async def _says_ready(self, service: str, container: Any) -> bool:
+        """A sandbox app ready before its first healthcheck (readiness.py); a project's own workers wait for it."""
+        if self.for_project:
+            return False
+        if service == "api":
+            return await asyncio.to_thread(api_answers, self.config.port("API_HOST_PORT", 8000))
+        return service in self.worker_services and await asyncio.to_thread(worker_said_ready, container)
+
     async def _wait_ready(self, services: list[str], progress: Progress, timeout: float = READY_TIMEOUT_S) -> None:
         """Every replica of `services` running and healthy; fails fast on a crash loop."""
         deadline = time.monotonic() + timeout
@@ -339,7 +369,8 @@ class ComposeRuntime(Runtime):
                     waiting.append(f"{service} (no container)")
                 for c in cs:
                     state, health, restarts = c.attrs["State"], health_of(c), c.attrs.get("RestartCount", 0)
-                    if state["Status"] == "running" and health in (None, "healthy"):
+                    if state["Status"] == "running" and (health in (None, "healthy") or
+                                                         (health == "starting" and await self._says_ready(service, c))):
                         continue
                     name = f"{service}-{number(c)}"
                     if restarts >= CRASH_LOOP_RESTARTS or state["Status"] == "exited":

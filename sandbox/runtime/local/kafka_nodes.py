@@ -55,6 +55,21 @@ def port_owner(key: str, nodes: int) -> str:
     return node_programs(nodes)[min(index, max(1, nodes)) - 1]
 
 
+def storage_dir(data_root: Path, nodes: int) -> Path:
+    """Each node count has its own storage: a KRaft quorum names its voters for good."""
+    return data_root / ("kafka" if nodes <= 1 else f"kafka-{nodes}nodes")
+
+
+def node_count_change(data_root: Path, before: int, after: int) -> str | None:
+    """What `up` says when KAFKA_BROKERS changed since Kafka last ran in this folder."""
+    old, new = storage_dir(data_root, before), storage_dir(data_root, after)
+    if before == after or not old.exists():
+        return None
+    what = f"the storage it had with {after} (in {new})" if new.exists() else "fresh storage, with no topics or tasks yet"
+    return (f"Kafka goes from {before} to {after} node(s): it starts on {what}; "
+            f"the {before}-node storage stays in {old} for when you go back")
+
+
 def cluster_spec(data_dir: Path, ports: dict[str, int], settings: Settings, nodes: int) -> KafkaClusterSpec:
     keys = port_keys(nodes)
     return KafkaClusterSpec(

@@ -37,7 +37,8 @@ from sandbox.runtime.base import (
 from sandbox.runtime.local.config import APPS_READY_S, KAFKA_READY_S, MAX_REPLICAS, REDIS_READY_S, LocalConfig
 from sandbox.runtime.local.daemon import end_everything, start_supervisord
 from sandbox.runtime.local.probes import api_answers, broker_answers
-from sandbox.runtime.local.kafka_nodes import bootstrap, is_broker_program, node_programs, port_keys, wait_cluster
+from sandbox.runtime.local.kafka_nodes import bootstrap, is_broker_program, node_count_change, node_programs, port_keys
+from sandbox.runtime.local.kafka_nodes import storage_dir, wait_cluster
 from sandbox.runtime.local.programs import (
     app_programs, broker_programs, prepare_project, project_notes, replica_name, service_of,
 )
@@ -210,12 +211,13 @@ class LocalRuntime(Runtime):
             nodes = self.settings.kafka_brokers if backend == "kafka" else 1
             keys = ("redis",) if backend == "redis" else port_keys(nodes)
             ports = self.config.choose_ports(state, keys, running, nodes)
+            if backend == "kafka" and (note := node_count_change(self.dir.data, state.kafka_brokers, nodes)):
+                progress(note)
             state.kafka_brokers = nodes if backend == "kafka" else state.kafka_brokers
             self.dir.save(state)
             names = self._broker_names(backend)
             if not set(names) <= running or not await broker_answers(backend, self._address(backend)):
-                # each node count its own storage: a cluster's quorum names its voters for good
-                data = self.dir.data / (backend if nodes == 1 else f"kafka-{nodes}nodes")
+                data = storage_dir(self.dir.data, nodes) if backend == "kafka" else self.dir.data / backend
                 programs = await broker_programs(backend, self.settings, data, ports, self.project_dir, progress)
                 what = "Redis" if backend == "redis" else "Kafka (JVM)" if nodes == 1 else f"{nodes} Kafka nodes (JVMs)"
                 progress(f"starting {what} on {self._address(backend)}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sandbox.runtime.local.kafka_nodes import bootstrap, is_broker_program, node_programs, port_keys, port_owner
+from pathlib import Path
+
+from sandbox.runtime.local.kafka_nodes import bootstrap, is_broker_program, node_count_change, node_programs, port_keys
+from sandbox.runtime.local.kafka_nodes import port_owner, storage_dir
 from sandbox.runtime.local.programs import service_of
 from sandbox.runtime.local.status import replicas_of
 
@@ -27,3 +30,15 @@ def test_three_nodes_are_the_replicas_of_one_service() -> None:
 def test_worker_and_api_programs_are_not_brokers() -> None:
     assert not is_broker_program("api") and not is_broker_program("researcher_worker-2")
     assert replicas_of("api", ["api"]) == [(1, "api")] and replicas_of("redis", ["redis"]) == [(1, "redis")]
+
+
+def test_another_node_count_says_it_starts_on_other_storage(tmp_path: Path) -> None:
+    assert storage_dir(tmp_path, 1) == tmp_path / "kafka" and storage_dir(tmp_path, 3) == tmp_path / "kafka-3nodes"
+    assert node_count_change(tmp_path, 1, 3) is None  # Kafka never ran here: nothing to say
+    storage_dir(tmp_path, 1).mkdir()
+    assert node_count_change(tmp_path, 1, 1) is None
+    said = node_count_change(tmp_path, 1, 3)
+    assert said and "from 1 to 3 node(s)" in said and "fresh storage" in said and str(tmp_path / "kafka") in said
+    storage_dir(tmp_path, 3).mkdir()
+    back = node_count_change(tmp_path, 3, 1)
+    assert back and "the storage it had with 1" in back and "3-node storage stays in" in back
