@@ -113,6 +113,8 @@ async def run(ctx: Context) -> list[Table]:
                         await asyncio.wait_for(asyncio.to_thread(echo.wait_ready), 120)
                         bare_roles = {"workers": echo.pids(), "broker": stack["broker"]}
                         got = await measure(backend, address, QUEUES, BARE, bare_roles, warmup, seconds)
+                say(f"  {loop}: {got[1]:,.0f} tasks/s, CPU ms per task "
+                    + ", ".join(f"{role} {ms:.3f}" for role, ms in got[2].items()))
                 rts.add(got[0])
                 tps.add(got[1])
                 for role, ms in got[2].items():

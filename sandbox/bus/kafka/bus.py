@@ -43,7 +43,8 @@ class KafkaBus(Bus):
         self.bootstrap = settings.kafka_bootstrap
         self.client = KafkaClient(settings)
         self.inspector = KafkaInspector(self.client)  # stats, tap, dead letters, drain
-        self._recent: OrderedDict[str, Response] = OrderedDict()
+        # recent answers by task id; other clients' ones as their bytes, decoded only if asked for
+        self._recent: OrderedDict[str, Response | bytes] = OrderedDict()
         self._listen_error: BaseException | None = None
         self._registry: dict[str, AgentInfo] = {}
         self._registry_task: asyncio.Task[None] | None = None
@@ -95,7 +96,7 @@ class KafkaBus(Bus):
     # -- tasks and responses -------------------------------------------------
     @unavailable
     async def publish_raw(self, agent: str, raw: bytes, *, key: str | None = None) -> None:
-        await self.client.send(kafka_topic(agent), raw, key)
+        await self.client.send(kafka_topic(agent), raw, key, sticky=True)
 
     async def publish_response(self, response: Response) -> None:
         await self.client.publish_response(response)
@@ -103,7 +104,13 @@ class KafkaBus(Bus):
     @unavailable
     async def get_response(self, task_id: str) -> Response | None:
         await self.follow_responses()
-        return self._recent.get(task_id)
+        found = self._recent.get(task_id)
+        if isinstance(found, bytes):
+            try:
+                found = self._recent[task_id] = decode_response(found, task_id)
+            except DecodeError:
+                return None
+        return found
 
     async def follow_responses(self) -> None:
         self._start_listener()
@@ -137,11 +144,16 @@ class KafkaBus(Bus):
                 batches = await self.client.poll(consumer, "response listener", backoff, timeout_ms=1000, max_records=1000)
                 for records in batches.values():
                     for record in records:
-                        self._deliver(record.value)
+                        self._deliver(record.value, record.key)
         finally:
             await consumer.stop()
 
-    def _deliver(self, raw: bytes) -> None:
+    def _deliver(self, raw: bytes, key: bytes | None = None) -> None:
+        if key:  # the sandbox's workers key an answer by its task id: another client's is kept as it is
+            task_id = key.decode(errors="replace")
+            if not self._waiters.waiting(task_id):
+                self._keep(task_id, raw)
+                return
         try:
             response = decode_response(raw)
         except DecodeError:
@@ -149,10 +161,13 @@ class KafkaBus(Bus):
         # Laddr 0.9.6 answers carry only the job id, which the sandbox's clients make the task id
         task_id = self._waiters.task_of(response) or response.job_id
         if task_id:
-            self._recent[task_id] = response
-            if len(self._recent) > RESPONSES_CACHED:
-                self._recent.popitem(last=False)
+            self._keep(task_id, response)
         self._waiters.resolve(response)
+
+    def _keep(self, task_id: str, response: Response | bytes) -> None:
+        self._recent[task_id] = response
+        if len(self._recent) > RESPONSES_CACHED:
+            self._recent.popitem(last=False)
 
     # -- consuming ---------------------------------------------------------
     def consumer_for(self, agent: str, name: str, handler: Handler, concurrency: int) -> TopicConsumer:

@@ -32,6 +32,7 @@ from sandbox.bus.base import BusError, BusUnavailable, ConsumerInfo, MessageTooL
 from sandbox.bus.delivery import check_size
 from sandbox.bus.kafka.health import PartitionHealth, answering_brokers, live_broker_ids, partition_health
 from sandbox.bus.kafka.quiet import quiet_aiokafka
+from sandbox.bus.kafka.sticky import StickyPartitions
 from sandbox.bus.reconnect import Backoff, BrokerWatch, tcp_probe, until_answered
 from sandbox.config import Settings
 from sandbox.protocol import KAFKA_DLQ, KAFKA_REGISTRY, KAFKA_RESPONSES, Response
@@ -100,6 +101,7 @@ class KafkaClient:
         self._admin: AIOKafkaAdminClient | None = None
         self.watch = BrokerWatch(f"Kafka at {self.bootstrap}", self._probe, log)
         self._watch_task: asyncio.Task[None] | None = None
+        self._sticky = StickyPartitions()
         quiet_aiokafka()
 
     async def _probe(self) -> None:
@@ -196,15 +198,21 @@ class KafkaClient:
         return list(await self.ask(lambda admin: admin.list_topics()))
 
     # -- producing ---------------------------------------------------------
-    async def send(self, topic: str, raw: bytes, key: str | None, hdrs: list[tuple[str, bytes]] | None = None) -> None:
+    async def send(self, topic: str, raw: bytes, key: str | None, hdrs: list[tuple[str, bytes]] | None = None,
+                   *, sticky: bool = False) -> None:
+        """`sticky`: the key does not choose the partition (tasks, answers; see sticky.py)."""
         check_size(raw)
-        down = await self.watch.unavailable()
-        if down:  # fail at once (the API: 503) instead of waiting out the producer's timeout
-            raise BusUnavailable(down)
-        try:
-            await asyncio.wait_for(
-                self.producer.send_and_wait(topic, raw, key=key.encode() if key else None, headers=hdrs),
-                SEND_TIMEOUT_S)
+        if not self.watch.reachable:
+            down = await self.watch.unavailable()
+            if down:  # fail at once (the API: 503) instead of waiting out the producer's timeout
+                raise BusUnavailable(down)
+        producer = self.producer
+        partition = self._sticky.choose(producer.client.cluster, topic) if sticky else None
+        try:  # asyncio.timeout: no task wrapped around each send (wait_for makes one)
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                sent = await producer.send(topic, raw, key=key.encode() if key else None, partition=partition,
+                                           headers=hdrs)
+                await sent
         except (TimeoutError, asyncio.TimeoutError):
             raise BusUnavailable(await self._why_not_written(topic)) from None
         except MessageSizeTooLargeError as exc:
@@ -214,7 +222,7 @@ class KafkaClient:
 
     @unavailable
     async def publish_response(self, response: Response) -> None:
-        await self.send(KAFKA_RESPONSES, response.encode(), response.task_id)
+        await self.send(KAFKA_RESPONSES, response.encode(), response.task_id, sticky=True)
 
     async def _why_not_written(self, topic: str) -> str:
         answering = await answering_brokers(self.bootstrap)

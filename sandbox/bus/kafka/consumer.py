@@ -177,11 +177,11 @@ class TopicConsumer:
 
     async def _handle(self, tp: TopicPartition, record: Any, count: int) -> None:
         raw = record.value or b""
-        key = record.key.decode(errors="replace") if record.key else None
-        where = f"message {tp.partition}:{record.offset}"
         try:
             task = decode_task(raw)
         except DecodeError as exc:
+            key = record.key.decode(errors="replace") if record.key else None
+            where = f"message {tp.partition}:{record.offset}"
             reason = str(exc)
             log.warning("message %s:%d on %s sent to %s: %s", tp.partition, record.offset, self.topic, KAFKA_DLQ, reason)
             origin = f"{self.topic}/{tp.partition}/{record.offset}"  # the DLQ reader keeps one per origin
@@ -193,6 +193,7 @@ class TopicConsumer:
         response, dead = await answer(self.handler, task, count, self.max_deliveries)
         what = f"task {task.task_id}"
         if dead:
+            key = record.key.decode(errors="replace") if record.key else None
             attempts = response.delivery_count or count
             origin = f"{self.topic}/{tp.partition}/{record.offset}"
             if not await self._publish(lambda: self.client.dead_letter(self.topic, raw, dead, attempts, key, origin),

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sandbox.bus.base import BusUnavailable, translate_errors
+from sandbox.bus.redis.answers import AnswerBatch
 from sandbox.config import Settings
 from sandbox.protocol import REDIS_DLQ, REDIS_RESPONSE_TTL_S, REDIS_RESPONSES_STREAM, Response, redis_group, redis_response_key, redis_stream
 
@@ -88,6 +89,7 @@ class RedisClient:
         self._batch: dict[bool, list[tuple[Any, asyncio.Future[None]]]] = {False: [], True: []}
         self._flushing = {False: False, True: False}
         self._flushes: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
+        self._answers = AnswerBatch(lambda: self.redis, REDIS_RESPONSES_STREAM, REDIS_RESPONSE_TTL_S, RESPONSES_KEPT)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -188,8 +190,14 @@ class RedisClient:
 
         All or nothing: a worker that dies half-way leaves neither a response
         without its XACK (which would be redone and answered twice) nor an XACK
-        without its response (which would be lost).
+        without its response (which would be lost). Plain answers go as one script
+        call per loop turn (answers.py); with a dead letter, as MULTI/EXEC.
         """
+        if dead is None and response is not None:
+            answer = (redis_response_key(response.task_id), response.encode(), entry_id)
+            await self._answers.settle(stream, group, answer)
+            return
+
         def queue(pipe: Any) -> None:
             if dead is not None:
                 queue_dead_letter(pipe, stream, *dead)
