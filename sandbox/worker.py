@@ -58,7 +58,7 @@ class Worker:
 
     async def handle(self, task: Task, delivery_count: int) -> Response:
         again = f" (delivery {delivery_count})" if delivery_count > 1 else ""
-        log.info("task %s received%s", task.task_id, again)
+        loglines.info(log, f"task {task.task_id} received{again}")
         started = time.perf_counter()
         ctx = AgentContext(task=task, delivery_count=delivery_count, worker_id=self.worker_id, bus=self.bus, log=log)
         try:
@@ -72,7 +72,7 @@ class Worker:
             log.exception("agent %s raised on task %s (delivery %d)", self.agent.name, task.task_id, delivery_count)
             raise
         duration_ms = (time.perf_counter() - started) * 1000
-        log.info("task %s done %s in %.1f ms", task.task_id, status, duration_ms)
+        loglines.info(log, f"task {task.task_id} done {status} in {duration_ms:.1f} ms")
         return Response(
             task_id=task.task_id,
             status=status,

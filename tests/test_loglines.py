@@ -11,6 +11,7 @@ import logging
 
 from sandbox.bus.delivery import room
 from sandbox.bus.waiters import ResponseWaiters
+from sandbox import loglines
 from sandbox.loglines import BatchedLines, StampCache
 
 
@@ -92,3 +93,40 @@ def test_discard_forgets_the_job_ids_of_that_task_only() -> None:
         assert waiters._jobs_of == {"t2": ("job-2",)}
 
     asyncio.run(main())
+
+
+def test_a_per_task_line_without_a_record_reads_as_logging_writes_it() -> None:
+    out = io.StringIO()
+    log, handler = logger_to(out)
+
+    async def main() -> None:
+        loglines.info(log, "task t3 received", handler)
+        log.info("task %s received", "t3")
+        handler.flush()
+
+    asyncio.run(main())
+    fast, slow = out.getvalue().splitlines()
+    assert fast.split(" ", 2)[2] == slow.split(" ", 2)[2] == f"INFO {log.name}: task t3 received"
+    assert len(fast) == len(slow)  # the same date and time layout in front
+
+
+def test_a_per_task_line_reaches_every_other_handler_too() -> None:
+    out, seen = io.StringIO(), io.StringIO()
+    log, handler = logger_to(out)
+    other = logging.StreamHandler(seen)
+    log.addHandler(other)
+    try:
+        loglines.info(log, "task t4 done success in 0.1 ms", handler)
+    finally:
+        log.removeHandler(other)
+    assert seen.getvalue() == "task t4 done success in 0.1 ms\n"
+    assert out.getvalue().endswith(": task t4 done success in 0.1 ms\n")
+
+
+def test_a_per_task_line_below_the_level_is_not_written() -> None:
+    out = io.StringIO()
+    log, handler = logger_to(out)
+    log.setLevel(logging.WARNING)
+    loglines.info(log, "task t5 received", handler)
+    handler.flush()
+    assert out.getvalue() == ""

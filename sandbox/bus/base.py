@@ -202,11 +202,14 @@ class Bus(abc.ABC):
 
     # -- tasks and responses -------------------------------------------------
     async def publish_task(self, agent: str, payload: Any, *, task_id: str | None = None) -> Task:
-        task = Task(agent_name=agent, payload=payload)
-        if task_id:
-            task.task_id = task_id
-        task.payload = with_job_id(payload, task.task_id, self.adds_job_id)
+        task = self._task(agent, payload, task_id)
         await self.publish_raw(agent, task.encode(), key=task.task_id)  # Kafka: keyed by task_id
+        return task
+
+    def _task(self, agent: str, payload: Any, task_id: str | None = None) -> Task:
+        """A task as it goes out (on Kafka its payload carries the job id); one id made, not two."""
+        task = Task(agent_name=agent, payload=payload, task_id=task_id) if task_id else Task(agent, payload)
+        task.payload = with_job_id(payload, task.task_id, self.adds_job_id)
         return task
 
     async def publish_moved(self, agent: str, raw: bytes) -> None:
@@ -240,10 +243,10 @@ class Bus(abc.ABC):
 
     async def request(self, agent: str, payload: Any, timeout: float = 30.0) -> Response:
         """Publish a task and wait for its response, without any per-request join."""
-        task = Task(agent_name=agent, payload=payload)
-        waiter = await self.expect(task.task_id, job_id_of(with_job_id(payload, task.task_id, self.adds_job_id)))
+        task = self._task(agent, payload)
+        waiter = await self.expect(task.task_id, job_id_of(task.payload))
         try:
-            await self.publish_task(agent, payload, task_id=task.task_id)
+            await self.publish_raw(agent, task.encode(), key=task.task_id)
             return await self._await_response(waiter, task.task_id, agent, timeout)
         finally:
             self.forget(task.task_id)

@@ -86,6 +86,8 @@ class RedisBus(Bus):
 
     async def follow_responses(self) -> None:
         """One pattern subscription per client, not one per request."""
+        if self._listening.is_set() and self._listener is not None and not self._listener.done():
+            return  # following already: no wait_for (a task) per request
         self._start_listener()
         try:
             await asyncio.wait_for(self._listening.wait(), LISTEN_WAIT_S)
