@@ -70,15 +70,21 @@ def test_kept_lines_are_written_by_the_timer_and_at_shutdown() -> None:
     assert "task t2 done" in out.getvalue()
 
 
-def test_room_fetches_at_once_with_half_free_and_waits_briefly_under_load() -> None:
+def test_room_fetches_at_once_when_idle_and_after_a_short_wait_for_the_tasks_in_flight() -> None:
     async def main() -> None:
         assert await room(16, {}) == 16
         never = asyncio.get_running_loop().create_future()
-        busy = {i: asyncio.ensure_future(never) for i in range(12)}
-        assert await room(16, busy) == 4  # 4 free after the short wait: still fetched
+        busy = {i: asyncio.ensure_future(never) for i in range(4)}
+        assert await room(16, busy) == 12  # still in flight after the short wait: the free slots are fetched
         full = {i: asyncio.ensure_future(never) for i in range(16)}
         assert await room(16, full) == 0
         never.cancel()
+
+        inflight: dict[int, asyncio.Future[None]] = {}
+        for i in range(3):  # as a consumer's done callbacks free the slots
+            task = inflight[i] = asyncio.ensure_future(asyncio.sleep(0))
+            task.add_done_callback(lambda _t, i=i: inflight.pop(i, None))
+        assert await room(16, inflight) == 16  # they finished within the wait: the whole batch is free
 
     asyncio.run(main())
 
