@@ -195,13 +195,15 @@ def test_resend_gives_a_new_task_id_and_its_answer_edit_too(stack: Path) -> None
 
 def test_watch_from_returns_the_messages_after_that_time_and_none_earlier(stack: Path) -> None:
     before = send(stack, "researcher", {"query": "before"})["task_id"]
-    time.sleep(3.5)  # the CLI starts in under 2.5 s: "Ns ago" still falls between the two tasks
+    # "Ns ago" is read when the CLI has started: the gap lets it take up to 4.5 s (loaded CI) and
+    # still fall between the two tasks
+    time.sleep(6.0)
     cut = time.time()
     time.sleep(0.5)
     after = send(stack, "researcher", {"query": "after"})["task_id"]
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(cut))
     channel = "laddr.tasks.researcher" if "kafka" in stack.name else "laddr:tasks:researcher"
-    for since in (stamp, f"{int(time.time() - cut) + 2}s"):
+    for since in (stamp, f"{int(time.time() - cut) + 4}s"):
         out = ok(cli(stack, "watch", channel, "--from", since, "--json", "--count", "1", timeout=60))
         docs = [json.loads(line) for line in out.splitlines()]
         assert docs[0]["task_id"] == after, (since, docs)
