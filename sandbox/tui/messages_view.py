@@ -12,33 +12,17 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
 from sandbox.bus import TapMessage
-from sandbox.tui.formatting import STATE_STYLES, clock, one_line, short_id
+from sandbox.tui.formatting import STATE_STYLES, clock, short_id
 from sandbox.tui.live_lines import LiveLines
 from sandbox.tui.live_view import CLEAR_KEY, FILTER_KEY, PAUSE_KEY, READING, LiveView
 from sandbox.tui.message_detail import MessageDetail
+from sandbox.tui.message_rows import MessageRow, row_of, search_text
 from sandbox.tui.stack import stack_of
 
 ALL = "*"
 # (title, width); the payload takes what is left of the line.
 WIDE = (("time", 12), ("topic / stream", 23), ("task", 8), ("agent", 11), ("status", 9))
 NARROW = (("time", 8), ("topic / stream", 23), ("task", 8), ("status", 9))
-
-
-def payload_of(message: TapMessage) -> str:
-    doc = message.doc
-    if doc is None:
-        return one_line(message.raw)
-    if message.kind == "response":
-        return one_line(doc.get("error") or doc.get("result"))
-    if "payload" in doc:
-        return one_line(doc["payload"])
-    return one_line({k: v for k, v in doc.items() if k not in ("task_id", "created_at")})
-
-
-def search_text(message: TapMessage) -> str:
-    """What the text filter looks in: the names and the first bytes of the body."""
-    head = message.raw[:2048].decode("utf-8", "replace")
-    return f"{message.channel} {message.task_id or ''} {message.agent or ''} {message.status or ''} {head}".lower()
 
 
 class MessagesView(LiveView, Vertical):
@@ -68,7 +52,7 @@ class MessagesView(LiveView, Vertical):
             self.pause_button = Button("Pause", id="tap-pause", compact=True)
             yield self.pause_button
         yield Static(self._header(), id="tap-header")
-        self.live: LiveLines[TapMessage] = LiveLines(
+        self.live: LiveLines[MessageRow] = LiveLines(
             self.render_message, keep=self.keep, max_rows=self.max_rows, id="tap-lines"
         )
         yield self.live
@@ -83,7 +67,9 @@ class MessagesView(LiveView, Vertical):
         text.append("payload")
         return text
 
-    def render_message(self, message: TapMessage) -> Text:
+    def render_message(self, message: TapMessage | MessageRow) -> Text:
+        """One row's line, made when it is drawn (rows keep strings, no Rich objects)."""
+        message = row_of(message)
         columns = NARROW if self.compact else WIDE
         time_text = clock(message.timestamp)[: columns[0][1]]
         text = Text()
@@ -96,7 +82,7 @@ class MessagesView(LiveView, Vertical):
         if message.kind == "response" and message.task_id is None:  # answers naming no task (Laddr on Kafka)
             status = "unmatched"
         text.append(f"{status[:9]:<9} ", style=STATE_STYLES.get(status, "yellow" if status == "unmatched" else ""))
-        text.append(payload_of(message), style="dim" if message.doc is None else "")
+        text.append(message.payload, style="" if message.decoded else "dim")
         return text
 
     def on_resize(self) -> None:
@@ -107,10 +93,11 @@ class MessagesView(LiveView, Vertical):
             self.live.invalidate()
 
     # -- data --------------------------------------------------------------------
-    def add_messages(self, messages: Sequence[TapMessage]) -> None:
-        """Queue messages; the view folds them in every 100 ms."""
-        self.live.add(messages)
-        self.channels.update(m.channel for m in messages)
+    def add_messages(self, messages: Sequence[TapMessage | MessageRow]) -> None:
+        """Queue messages; the view folds them in every 100 ms. Called on the tap's reading thread too."""
+        rows = [row_of(m) for m in messages]
+        self.live.add(rows)
+        self.channels.update({r.channel for r in rows})  # one C-level update: safe beside the UI reading it
 
     def counts(self) -> list[str]:
         live = self.live
@@ -157,7 +144,7 @@ class MessagesView(LiveView, Vertical):
             self.live.set_filter(None)
             return
 
-        def matches(message: TapMessage) -> bool:
+        def matches(message: MessageRow) -> bool:
             if channel is not None and message.channel != channel:
                 return False
             return not needle or needle in search_text(message)

@@ -11,6 +11,7 @@ from sandbox.tui.demo_data import messages, populate
 from sandbox.tui.help_screen import HelpScreen
 from sandbox.tui.logs_view import LogsView
 from sandbox.tui.message_detail import MessageDetail
+from sandbox.tui.message_rows import row_of
 from sandbox.tui.messages_view import MessagesView
 from sandbox.tui.quit_dialog import QuitDialog
 from sandbox.tui.send_panel import SendPanel
@@ -81,7 +82,7 @@ async def test_enter_on_messages_opens_the_newest_with_nothing_chosen(offline_ap
         assert tap.live.selected is None and "enter" in footer_keys(offline_app)
         await pilot.press("enter")
         await pilot.pause()
-        assert isinstance(offline_app.screen, MessageDetail) and offline_app.screen.message is sample[-1]
+        assert isinstance(offline_app.screen, MessageDetail) and offline_app.screen.message == row_of(sample[-1])
 
 
 async def test_help_footer_and_palette_list_the_keys_that_work(offline_app):
