@@ -5,9 +5,14 @@ this machine), so a broker tap at 20,000 msgs/s would freeze it. This widget
 keeps items in a ring, folds new ones in on a timer and renders only the lines
 on screen (Textual's Line API), so the cost per frame does not grow with input.
 
-`add` may be called from a reading thread (see live_view.py): it matches the
-items against the filter there, and hands them over under a lock; the UI's
-loop only folds the batch in, once per tick.
+`add` may be called from a reading thread (see live_view.py): it packs the
+items and matches them against the filter there, and hands them over under a
+lock; the UI's loop only folds the batch in, once per tick.
+
+Kept items are packed into plain tuples of strings and numbers (`pack`): the
+cyclic GC stops tracking those, so ten thousand kept items cost a full
+collection nothing; `unpack` makes the item again for a line drawn, the
+selection or the filter.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from itertools import compress
+from itertools import compress, count
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from rich.style import Style
@@ -30,8 +36,19 @@ from textual.strip import Strip
 
 T = TypeVar("T")
 
-# A batch as `add` leaves it: the filter's generation it was matched with, the items, which ones match.
-Batch = tuple[int, list[T], list[bool] | None]
+# Lines kept rendered: a few screens' worth. Each Strip carries seven caches of its own (hundreds of
+# thousands of objects for the GC to walk at 1,024 lines per view).
+CACHED_LINES = 256
+
+# An item as kept: (sequence number, its fields...); see `pack`.
+Entry = tuple[Any, ...]
+# A batch as `add` leaves it: the filter's generation it was matched with, the entries, which ones match.
+Batch = tuple[int, list[Entry], list[bool] | None]
+
+
+def pair(seq: int, item: Any) -> Entry:
+    """The default packing: the item itself (tracked by the GC if it is a container)."""
+    return (seq, item)
 
 
 class LiveLines(ScrollView, Generic[T], can_focus=True):
@@ -81,6 +98,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         flush_every: float = 0.1,
         selectable: bool = True,
         item_width: Callable[[T], int] | None = None,
+        pack: Callable[[int, T], Entry] = pair,
+        unpack: Callable[[Entry], T] = itemgetter(1),
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
@@ -91,16 +110,18 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         self.flush_every = flush_every
         self.selectable = selectable
         self.item_width = item_width  # None: lines are cropped, no horizontal scroll
-        self._ring: deque[tuple[int, T]] = deque(maxlen=keep)
-        self._rows: list[tuple[int, T]] = []
-        self._pending: list[Batch[T]] = []
+        self.pack = pack  # (sequence number, item) -> a tuple starting with that number
+        self.unpack = unpack  # that tuple -> the item
+        self._ring: deque[Entry] = deque(maxlen=keep)
+        self._rows: list[Entry] = []
+        self._pending: list[Batch] = []
         self._pending_count = 0
         self._lock = threading.Lock()  # `add` may run on a reading thread
         self._next_seq = 0
         # (generation, matcher): one attribute, so a reading thread never sees half a change
         self._filter: tuple[int, Callable[[T], bool] | None] = (0, None)
         self._wide = 0
-        self._cache: LRUCache[tuple[int, bool], Strip] = LRUCache(1024)
+        self._cache: LRUCache[tuple[int, bool], Strip] = LRUCache(CACHED_LINES)
         self.cursor = -1  # index into the rows; -1 = none
         self.following = True  # stick to the newest line (until you scroll up or select)
         self.paused = False
@@ -114,11 +135,16 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
 
     def add(self, items: Iterable[T]) -> None:
         """Queue items; they appear at the next flush. Safe from any thread; the filter runs in the caller's."""
-        batch = list(items)
-        if not batch:
+        items = list(items)
+        if not items:
             return
+        with self._lock:  # sequence numbers: unique across threads (they key the line cache)
+            start = self._next_seq
+            self._next_seq += len(items)
+        pack = self.pack
+        batch = [pack(seq, item) for seq, item in zip(count(start), items)]
         generation, match = self._filter
-        matched = None if match is None else [match(item) for item in batch]
+        matched = None if match is None else [match(item) for item in items]
         with self._lock:
             pending = self._pending
             pending.append((generation, batch, matched))
@@ -128,7 +154,7 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
             while len(pending) > 1 and self._pending_count - len(pending[0][1]) >= self.keep:
                 self._pending_count -= len(pending.pop(0)[1])
 
-    def _take(self) -> list[Batch[T]]:
+    def _take(self) -> list[Batch]:
         with self._lock:
             batches, self._pending, self._pending_count = self._pending, [], 0
         return batches
@@ -141,27 +167,25 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         if not self._pending:
             return
         generation, match = self._filter
-        shown: list[tuple[int, T]] = []
+        unpack = self.unpack
+        shown: list[Entry] = []
         for made_with, batch, matched in self._take():
-            start = self._next_seq
-            self._next_seq += len(batch)
-            pairs = list(zip(range(start, start + len(batch)), batch, strict=True))
-            self._ring.extend(pairs)
+            self._ring.extend(batch)
             if self.paused:
-                self.held += len(pairs)
+                self.held += len(batch)
             elif match is None:
-                shown.extend(pairs)
+                shown.extend(batch)
             elif made_with == generation and matched is not None:  # matched on the reading thread
-                shown.extend(compress(pairs, matched))
+                shown.extend(compress(batch, matched))
             else:  # matched before the filter changed
-                shown.extend(pair for pair in pairs if match(pair[1]))
+                shown.extend(entry for entry in batch if match(unpack(entry)))
         if shown:
             self._append_rows(shown[-self.max_rows :])
 
-    def _append_rows(self, pairs: list[tuple[int, T]]) -> None:
+    def _append_rows(self, entries: list[Entry]) -> None:
         follow = self.following
         rows = self._rows
-        rows.extend(pairs)
+        rows.extend(entries)
         drop = len(rows) - self.max_rows
         if drop > 0:
             del rows[:drop]
@@ -170,7 +194,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
             if not follow:  # keep the lines being read where they are
                 self.scroll_to(y=max(0, self.scroll_y - drop), animate=False, immediate=True)
         if self.item_width is not None:
-            self._wide = max(self._wide, max(self.item_width(item) for _, item in pairs[-500:]))
+            unpack = self.unpack
+            self._wide = max(self._wide, max(self.item_width(unpack(entry)) for entry in entries[-500:]))
         self._update_size()
         self._stick()
         self.refresh()
@@ -197,7 +222,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
 
     def _rebuild(self) -> None:
         match = self._matcher
-        rows = [pair for pair in self._ring if match is None or match(pair[1])]
+        unpack = self.unpack
+        rows = list(self._ring) if match is None else [entry for entry in self._ring if match(unpack(entry))]
         self._rows = rows[-self.max_rows :]
         self.cursor = -1
         self.following = True
@@ -243,11 +269,12 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
 
     @property
     def selected(self) -> T | None:
-        return self._rows[self.cursor][1] if 0 <= self.cursor < len(self._rows) else None
+        return self.unpack(self._rows[self.cursor]) if 0 <= self.cursor < len(self._rows) else None
 
     def items(self) -> list[T]:
         """The items shown, oldest first."""
-        return [item for _, item in self._rows]
+        unpack = self.unpack
+        return [unpack(entry) for entry in self._rows]
 
     # -- cursor ----------------------------------------------------------------
     def _move_to(self, index: int) -> None:
@@ -344,7 +371,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         index = scroll_y + y
         if index >= len(self._rows):
             return Strip.blank(width, base)
-        seq, item = self._rows[index]
+        entry = self._rows[index]
+        seq = entry[0]
         selected = index == self.cursor
         pad: Style = base
         if selected:
@@ -352,7 +380,7 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         key = (seq, selected)
         strip = self._cache.get(key)
         if strip is None:
-            text = self.render_item(item)
+            text = self.render_item(self.unpack(entry))
             text.no_wrap = True
             text.end = ""
             if selected:

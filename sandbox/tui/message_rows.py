@@ -1,10 +1,11 @@
-"""A tapped message as the Messages view keeps it: one tuple of strings, decoded again only when opened.
+"""A tapped message as the Messages view keeps it: one plain tuple, decoded again only when opened.
 
 A TapMessage holds its decoded JSON (a dict of dicts and lists): ten thousand of
-them kept are tens of thousands of objects the cyclic GC walks on every full
-collection (pauses of a quarter of a second under a 20,000 msg/s flood). A row
-keeps the fields a line shows and the raw bytes; the body is decoded again for
-the detail view, the trace and resend.
+them kept are tens of thousands of objects the cyclic GC walks on every
+collection that reaches them (pauses of a quarter of a second under a 20,000
+msg/s flood). The view keeps a plain tuple of the fields a line shows and the
+raw bytes (`pack`), which the GC stops tracking; a MessageRow is made of it for
+a line drawn or a row chosen, and its body decoded again for the detail view.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ def row_of(message: TapMessage | MessageRow) -> MessageRow:
     return MessageRow(message.channel, message.kind, message.timestamp, message.raw, message.task_id,
                       message.agent, message.status, message.position, payload_of(message),
                       message.doc is not None)
+
+
+def pack(seq: int, message: TapMessage | MessageRow) -> tuple[Any, ...]:
+    """What the view keeps of a message: (seq, the MessageRow's fields), run on the tap's reading thread."""
+    if isinstance(message, MessageRow):
+        return (seq, *message)
+    return (seq, message.channel, message.kind, message.timestamp, message.raw, message.task_id, message.agent,
+            message.status, message.position, payload_of(message), message.doc is not None)
+
+
+def unpack(entry: tuple[Any, ...]) -> MessageRow:
+    return MessageRow._make(entry[1:])
 
 
 def search_text(message: TapMessage | MessageRow) -> str:

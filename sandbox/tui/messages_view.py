@@ -16,6 +16,7 @@ from sandbox.tui.formatting import STATE_STYLES, clock, short_id
 from sandbox.tui.live_lines import LiveLines
 from sandbox.tui.live_view import CLEAR_KEY, FILTER_KEY, PAUSE_KEY, READING, LiveView
 from sandbox.tui.message_detail import MessageDetail
+from sandbox.tui import message_rows
 from sandbox.tui.message_rows import MessageRow, row_of, search_text
 from sandbox.tui.stack import stack_of
 
@@ -53,7 +54,8 @@ class MessagesView(LiveView, Vertical):
             yield self.pause_button
         yield Static(self._header(), id="tap-header")
         self.live: LiveLines[MessageRow] = LiveLines(
-            self.render_message, keep=self.keep, max_rows=self.max_rows, id="tap-lines"
+            self.render_message, keep=self.keep, max_rows=self.max_rows, id="tap-lines",
+            pack=message_rows.pack, unpack=message_rows.unpack,
         )
         yield self.live
         self.status_label = Label("", id="tap-status", classes="status-line")
@@ -95,9 +97,8 @@ class MessagesView(LiveView, Vertical):
     # -- data --------------------------------------------------------------------
     def add_messages(self, messages: Sequence[TapMessage | MessageRow]) -> None:
         """Queue messages; the view folds them in every 100 ms. Called on the tap's reading thread too."""
-        rows = [row_of(m) for m in messages]
-        self.live.add(rows)
-        self.channels.update({r.channel for r in rows})  # one C-level update: safe beside the UI reading it
+        self.live.add(messages)
+        self.channels.update({m.channel for m in messages})  # one C-level update: safe beside the UI reading it
 
     def counts(self) -> list[str]:
         live = self.live
