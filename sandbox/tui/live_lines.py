@@ -24,6 +24,7 @@ from itertools import compress, count
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -36,9 +37,8 @@ from textual.strip import Strip
 
 T = TypeVar("T")
 
-# Lines kept rendered: a few screens' worth. Each Strip carries seven caches of its own (hundreds of
-# thousands of objects for the GC to walk at 1,024 lines per view).
-CACHED_LINES = 256
+# Lines kept rendered (as segments): a few screens' worth.
+CACHED_LINES = 128
 
 # An item as kept: (sequence number, its fields...); see `pack`.
 Entry = tuple[Any, ...]
@@ -121,7 +121,10 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         # (generation, matcher): one attribute, so a reading thread never sees half a change
         self._filter: tuple[int, Callable[[T], bool] | None] = (0, None)
         self._wide = 0
-        self._cache: LRUCache[tuple[int, bool], Strip] = LRUCache(CACHED_LINES)
+        # Segments, not Strips: a Strip keeps seven caches of the Strips made from it when drawn, so
+        # 1,024 cached Strips per view were ~100,000 objects alive for the GC to walk. A fresh Strip per
+        # frame lets those go with the frame.
+        self._cache: LRUCache[tuple[int, bool], tuple[list[Segment], int]] = LRUCache(CACHED_LINES)
         self.cursor = -1  # index into the rows; -1 = none
         self.following = True  # stick to the newest line (until you scroll up or select)
         self.paused = False
@@ -378,14 +381,14 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         if selected:
             pad = base + self.get_component_rich_style("live-lines--cursor")
         key = (seq, selected)
-        strip = self._cache.get(key)
-        if strip is None:
+        cached = self._cache.get(key)
+        if cached is None:
             text = self.render_item(self.unpack(entry))
             text.no_wrap = True
             text.end = ""
             if selected:
                 text.stylize(pad)
             strip = Strip(list(text.render(self.app.console))).apply_style(base)
-            self._cache[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, pad)
+            cached = self._cache[key] = (list(strip), strip.cell_length)
+        return Strip(*cached).crop_extend(scroll_x, scroll_x + width, pad)
 
