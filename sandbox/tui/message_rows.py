@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import orjson
+
 from sandbox.bus import TapMessage, describe_message
 from sandbox.tui.formatting import one_line
 
@@ -40,6 +42,16 @@ class MessageRow(NamedTuple):
         return message
 
 
+def squeezed(value: Any) -> str:
+    """`one_line`, with orjson for the JSON (a few times faster than json.dumps, the same text)."""
+    if isinstance(value, (dict, list)):
+        try:
+            return one_line(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode())
+        except (TypeError, orjson.JSONEncodeError):  # what orjson does not take, json.dumps(default=str) does
+            pass
+    return one_line(value)
+
+
 def payload_of(message: TapMessage | MessageRow) -> str:
     if isinstance(message, MessageRow):
         return message.payload
@@ -47,10 +59,10 @@ def payload_of(message: TapMessage | MessageRow) -> str:
     if doc is None:
         return one_line(message.raw)
     if message.kind == "response":
-        return one_line(doc.get("error") or doc.get("result"))
+        return squeezed(doc.get("error") or doc.get("result"))
     if "payload" in doc:
-        return one_line(doc["payload"])
-    return one_line({k: v for k, v in doc.items() if k not in ("task_id", "created_at")})
+        return squeezed(doc["payload"])
+    return squeezed({k: v for k, v in doc.items() if k not in ("task_id", "created_at")})
 
 
 def row_of(message: TapMessage | MessageRow) -> MessageRow:
