@@ -30,8 +30,6 @@ from sandbox.config import Settings
 from sandbox.protocol import AGENTS, kafka_topic
 from sandbox.runtime.base import LogLine
 
-NO_DOC = os.environ.get("BENCH_TUI_NO_DOC") == "1"
-
 
 def make_messages(count: int, start: int = 0) -> list:
     out = []
@@ -46,10 +44,7 @@ def make_messages(count: int, start: int = 0) -> list:
             doc = {"task_id": str(uuid.UUID(int=i)), "agent_name": agent, "payload": {"query": f"message {i}"},
                    "created_at": now}
             raw, channel, kind = orjson.dumps(doc), kafka_topic(agent), "task"
-        message = describe_message(channel, kind, raw, now + i * 1e-5, f"{i % 6}:{i}")
-        if NO_DOC:  # an experiment: messages kept without their decoded JSON (decoded only when shown)
-            message.doc = None
-        out.append(message)
+        out.append(describe_message(channel, kind, raw, now + i * 1e-5, f"{i % 6}:{i}"))
     return out
 
 
@@ -225,9 +220,7 @@ async def main_async(phase: str, seconds: float, rate: int, million: int) -> dic
     out: dict = {}
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.pause()
-        if os.environ.get("BENCH_TUI_GC_FREEZE") == "1":  # an experiment: what gc.freeze() at start would do
-            gc.freeze()
-        if os.environ.get("BENCH_TUI_GC_THRESHOLD2"):  # an experiment: fewer full collections
+        if os.environ.get("BENCH_TUI_GC_THRESHOLD2"):  # an experiment: other full-collection thresholds than the app's
             first, second, _ = gc.get_threshold()
             gc.set_threshold(first, second, int(os.environ["BENCH_TUI_GC_THRESHOLD2"]))
         out["rss_idle"] = rss_mb()
