@@ -134,7 +134,7 @@ def paced(make: Callable[[int, int], list], rate: int, fed: list[int]) -> AsyncI
                 chunk = min(due, rate)
                 for item in make(chunk, fed[0]):
                     yield item
-                fed[0] += chunk
+                    fed[0] += 1  # counted as read, as `received` counts them as handed over
             await asyncio.sleep(0.01)
 
     return stream()
