@@ -130,14 +130,24 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         self.paused = False
         self.received = 0  # every item ever added
         self.held = 0  # items that arrived while paused
+        self.source = 0  # the reader whose items are taken (`new_source`)
 
     # -- feeding ---------------------------------------------------------------
     @property
     def _matcher(self) -> Callable[[T], bool] | None:
         return self._filter[1]
 
-    def add(self, items: Iterable[T]) -> None:
-        """Queue items; they appear at the next flush. Safe from any thread; the filter runs in the caller's."""
+    def new_source(self) -> int:
+        """A new reader: from now on items added with an older source number are dropped (a stopped
+        reader's thread may still hand over its last batch after the view was cleared for the next)."""
+        with self._lock:
+            self.source += 1
+            return self.source
+
+    def add(self, items: Iterable[T], source: int | None = None) -> None:
+        """Queue items; they appear at the next flush. Safe from any thread; the filter runs in the caller's.
+
+        `source`: the reader's number from `new_source` (None: always taken)."""
         items = list(items)
         if not items:
             return
@@ -149,6 +159,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         generation, match = self._filter
         matched = None if match is None else [match(item) for item in items]
         with self._lock:
+            if source is not None and source != self.source:
+                return
             pending = self._pending
             pending.append((generation, batch, matched))
             self._pending_count += len(batch)

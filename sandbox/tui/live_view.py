@@ -82,7 +82,7 @@ class LiveView:
     async def keep_reading(
         self,
         open_stream: Callable[[], tuple[str, AsyncIterator[T]]],
-        add: Callable[[Sequence[T]], None],
+        add: Callable[[Sequence[T], int], None],
         *,
         ended: str,
         lost: str,
@@ -92,21 +92,26 @@ class LiveView:
 
         All three callables run on the view's reading thread, with its event loop:
         `open_stream` gives the status to show while reading and the stream;
-        `add` takes a batch of items (thread-safe: LiveLines.add);
+        `add` takes a batch of items and this reader's source number (LiveLines.add: thread-safe);
         `not_ready` says what the view waits for, or None to open the stream now.
         """
         if self._reader is None:
             self._reader = ReaderThread(f"{type(self).__name__} reader")
         here = asyncio.get_running_loop()
+        source = self.live.new_source()
+
+        def add_ours(items: Sequence[T]) -> None:
+            add(items, source)
 
         def status(note: str) -> None:  # from the thread: widgets are the UI loop's
             with contextlib.suppress(RuntimeError):  # the app's loop has closed
                 here.call_soon_threadsafe(self.show_status, note)
 
-        await self._reader.run(read_forever(open_stream, add, status, ended, lost, not_ready))
+        await self._reader.run(read_forever(open_stream, add_ours, status, ended, lost, not_ready))
 
     def stop_reading(self) -> None:
         """Stop the stream (its broker or runtime is going away); starting it again restarts it."""
+        self.live.new_source()  # what its thread still hands over is dropped
         self.workers.cancel_group(self, READING)  # type: ignore[attr-defined]
 
     # -- controls ----------------------------------------------------------------------

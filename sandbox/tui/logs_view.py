@@ -84,9 +84,9 @@ class LogsView(LiveView, Vertical):
         return self.tag_width + 12 + len(line.text)
 
     # -- data ------------------------------------------------------------------
-    def add_log_lines(self, lines: Sequence[LogLine]) -> None:
+    def add_log_lines(self, lines: Sequence[LogLine], source: int | None = None) -> None:
         """Queue lines; the view folds them in every 100 ms. Called on the log stream's reading thread too."""
-        self.live.add(lines)
+        self.live.add(lines, source)
 
     def counts(self) -> list[str]:
         return [f"{self.live.row_count:,} lines shown", f"{self.live.kept:,}/{self.max_lines:,} kept"]
@@ -96,6 +96,7 @@ class LogsView(LiveView, Vertical):
         """Show this service's replicas from the last lines on, and keep following."""
         self.service = service
         self.query_one("#log-service", Label).update(service)
+        self.stop_reading()  # no line of the service before shows after the clear
         self.live.clear()
         self._stream(service)
 

@@ -95,9 +95,9 @@ class MessagesView(LiveView, Vertical):
             self.live.invalidate()
 
     # -- data --------------------------------------------------------------------
-    def add_messages(self, messages: Sequence[TapMessage | MessageRow]) -> None:
+    def add_messages(self, messages: Sequence[TapMessage | MessageRow], source: int | None = None) -> None:
         """Queue messages; the view folds them in every 100 ms. Called on the tap's reading thread too."""
-        self.live.add(messages)
+        self.live.add(messages, source)
         self.channels.update({m.channel for m in messages})  # one C-level update: safe beside the UI reading it
 
     def counts(self) -> list[str]:
@@ -168,6 +168,7 @@ class MessagesView(LiveView, Vertical):
     def action_replay(self) -> None:
         raw = self.query_one("#tap-last", Input).value
         last = int(raw) if raw.strip().isdigit() else 100
+        self.stop_reading()  # nothing of the tap before shows after the clear
         self.live.clear()
         self.start_tap(last)
 

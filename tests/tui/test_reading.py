@@ -127,3 +127,19 @@ async def test_a_failing_stream_is_told_and_opened_again(offline_app):
         logs.flush()
         assert logs.live.received >= 6 and threading.get_ident() not in opened
         logs.stop_reading()
+
+
+async def test_a_stopped_readers_last_batch_is_dropped_after_the_view_moves_on(offline_app):
+    async with offline_app.run_test(size=(120, 40)) as pilot:
+        logs = offline_app.main.query_one(LogsView)
+        old = logs.live.new_source()
+        logs.add_log_lines(fresh_lines(5), old)
+        logs.stop_reading()  # e.g. following another service: the old thread may still hand a batch over
+        logs.live.clear()
+        logs.add_log_lines(fresh_lines(7), old)
+        new = logs.live.new_source()
+        logs.add_log_lines(fresh_lines(3), new)
+        logs.add_log_lines(fresh_lines(2))  # fed directly (tests, demo data): always taken
+        logs.flush()
+        await pilot.pause()
+        assert logs.live.row_count == 5 and logs.live.received == 10
