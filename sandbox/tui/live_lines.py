@@ -5,9 +5,9 @@ this machine), so a broker tap at 20,000 msgs/s would freeze it. This widget
 keeps items in a ring, folds new ones in on a timer and renders only the lines
 on screen (Textual's Line API), so the cost per frame does not grow with input.
 
-`add` may be called from a reading thread (see live_view.py): it packs the
-items and matches them against the filter there, and hands them over under a
-lock; the UI's loop only folds the batch in, once per tick.
+`add` may be called from a reading thread (see live_view.py and
+live_inbox.py): the items are packed and matched against the filter there; the
+UI's loop only folds the batches in, once per tick.
 
 Kept items are packed into plain tuples of strings and numbers (`pack`): the
 cyclic GC stops tracking those, so ten thousand kept items cost a full
@@ -17,10 +17,9 @@ selection or the filter.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from itertools import compress, count
+from itertools import compress
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
@@ -35,20 +34,12 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from sandbox.tui.live_inbox import Entry, Inbox, pair
+
 T = TypeVar("T")
 
 # Lines kept rendered (as segments): a few screens' worth.
 CACHED_LINES = 128
-
-# An item as kept: (sequence number, its fields...); see `pack`.
-Entry = tuple[Any, ...]
-# A batch as `add` leaves it: the filter's generation it was matched with, the entries, which ones match.
-Batch = tuple[int, list[Entry], list[bool] | None]
-
-
-def pair(seq: int, item: Any) -> Entry:
-    """The default packing: the item itself (tracked by the GC if it is a container)."""
-    return (seq, item)
 
 
 class LiveLines(ScrollView, Generic[T], can_focus=True):
@@ -110,16 +101,10 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         self.flush_every = flush_every
         self.selectable = selectable
         self.item_width = item_width  # None: lines are cropped, no horizontal scroll
-        self.pack = pack  # (sequence number, item) -> a tuple starting with that number
-        self.unpack = unpack  # that tuple -> the item
+        self.unpack = unpack  # the packed tuple -> the item
+        self._inbox: Inbox[T] = Inbox(keep, pack)
         self._ring: deque[Entry] = deque(maxlen=keep)
         self._rows: list[Entry] = []
-        self._pending: list[Batch] = []
-        self._pending_count = 0
-        self._lock = threading.Lock()  # `add` may run on a reading thread
-        self._next_seq = 0
-        # (generation, matcher): one attribute, so a reading thread never sees half a change
-        self._filter: tuple[int, Callable[[T], bool] | None] = (0, None)
         self._wide = 0
         # Segments, not Strips: a Strip keeps seven caches of the Strips made from it when drawn, so
         # 1,024 cached Strips per view were ~100,000 objects alive for the GC to walk. A fresh Strip per
@@ -128,63 +113,37 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         self.cursor = -1  # index into the rows; -1 = none
         self.following = True  # stick to the newest line (until you scroll up or select)
         self.paused = False
-        self.received = 0  # every item ever added
         self.held = 0  # items that arrived while paused
-        self.source = 0  # the reader whose items are taken (`new_source`)
 
     # -- feeding ---------------------------------------------------------------
     @property
     def _matcher(self) -> Callable[[T], bool] | None:
-        return self._filter[1]
+        return self._inbox.filter[1]
+
+    @property
+    def received(self) -> int:
+        """Every item ever added."""
+        return self._inbox.received
 
     def new_source(self) -> int:
-        """A new reader: from now on items added with an older source number are dropped (a stopped
-        reader's thread may still hand over its last batch after the view was cleared for the next)."""
-        with self._lock:
-            self.source += 1
-            return self.source
+        """A new reader; items added with an older source number are dropped from now on (Inbox.new_source)."""
+        return self._inbox.new_source()
 
     def add(self, items: Iterable[T], source: int | None = None) -> None:
-        """Queue items; they appear at the next flush. Safe from any thread; the filter runs in the caller's.
-
-        `source`: the reader's number from `new_source` (None: always taken)."""
-        items = list(items)
-        if not items:
-            return
-        with self._lock:  # sequence numbers: unique across threads (they key the line cache)
-            start = self._next_seq
-            self._next_seq += len(items)
-        pack = self.pack
-        batch = [pack(seq, item) for seq, item in zip(count(start), items)]
-        generation, match = self._filter
-        matched = None if match is None else [match(item) for item in items]
-        with self._lock:
-            if source is not None and source != self.source:
-                return
-            pending = self._pending
-            pending.append((generation, batch, matched))
-            self._pending_count += len(batch)
-            self.received += len(batch)
-            # nobody flushed for a while: keep what can be shown
-            while len(pending) > 1 and self._pending_count - len(pending[0][1]) >= self.keep:
-                self._pending_count -= len(pending.pop(0)[1])
-
-    def _take(self) -> list[Batch]:
-        with self._lock:
-            batches, self._pending, self._pending_count = self._pending, [], 0
-        return batches
+        """Queue items; they appear at the next flush. Safe from any thread; the filter runs in the caller's."""
+        self._inbox.add(items, source)
 
     def on_mount(self) -> None:
         self.set_interval(self.flush_every, self.flush, name="flush")
 
     def flush(self) -> None:
         """Fold queued items into the ring and the visible rows."""
-        if not self._pending:
+        if not self._inbox:
             return
-        generation, match = self._filter
+        generation, match = self._inbox.filter
         unpack = self.unpack
         shown: list[Entry] = []
-        for made_with, batch, matched in self._take():
+        for made_with, batch, matched in self._inbox.take():
             self._ring.extend(batch)
             if self.paused:
                 self.held += len(batch)
@@ -251,7 +210,7 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
     def set_filter(self, matcher: Callable[[T], bool] | None) -> None:
         """Show only matching items (applied to everything kept, then to new items)."""
         self.flush()
-        self._filter = (self._filter[0] + 1, matcher)
+        self._inbox.set_matcher(matcher)
         self._rebuild()
 
     def set_paused(self, paused: bool) -> None:
@@ -263,7 +222,7 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
             self._rebuild()
 
     def clear(self) -> None:
-        self._take()
+        self._inbox.take()
         self._ring.clear()
         self._rows = []
         self._wide = 0
