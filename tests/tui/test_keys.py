@@ -149,3 +149,18 @@ async def test_notes_from_laddr_projects_show(offline_app):
         answer = next(m for m in messages(20) if m.kind == "response")
         answer.task_id = None
         assert "unmatched" in tap.render_message(answer).plain
+
+
+async def test_the_footer_forgets_the_keys_it_showed_before(offline_app):
+    """Each tab switch recomposes the footer; what it showed before must not pile up (Textual keeps it)."""
+    from sandbox.tui.footer import Footer
+
+    async with offline_app.run_test(size=(120, 40)) as pilot:
+        footer = offline_app.main.query_one(Footer)
+        for _ in range(10):
+            for key in ("2", "3", "4"):
+                await pilot.press(key)
+                await pilot.pause()
+        watching = getattr(footer, "__watchers", {}).get("compact", [])
+        assert watching and all(node.is_attached for node, _ in watching)
+        assert len(watching) <= len(footer.children)  # one per key shown (the palette key is not bound)
