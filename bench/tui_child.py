@@ -2,21 +2,24 @@
 
 `python -m bench.tui_child --phase flood|memory --seconds S --rate R --million N` prints one JSON line.
 The app runs headless (`App.run_test()`) with no runtime; the Messages and Logs
-views are fed as the tap and the log followers feed them, in batches every
-10 ms at the given rate, while keys switch tabs and the time until the switch
-shows is measured the way a key from the terminal arrives.
+views read streams as they read the tap and the log followers (on each view's
+reading thread, `LiveView.keep_reading`), made there at the given rate (a chunk
+every 10 ms, yielded one by one), while keys switch tabs and the time until the
+switch shows is measured the way a key from the terminal arrives.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from textual import events
@@ -26,8 +29,6 @@ from sandbox.bus import describe_message
 from sandbox.config import Settings
 from sandbox.protocol import AGENTS, kafka_topic
 from sandbox.runtime.base import LogLine
-
-NO_DOC = os.environ.get("BENCH_TUI_NO_DOC") == "1"
 
 
 def make_messages(count: int, start: int = 0) -> list:
@@ -43,10 +44,7 @@ def make_messages(count: int, start: int = 0) -> list:
             doc = {"task_id": str(uuid.UUID(int=i)), "agent_name": agent, "payload": {"query": f"message {i}"},
                    "created_at": now}
             raw, channel, kind = orjson.dumps(doc), kafka_topic(agent), "task"
-        message = describe_message(channel, kind, raw, now + i * 1e-5, f"{i % 6}:{i}")
-        if NO_DOC:  # an experiment: messages kept without their decoded JSON (decoded only when shown)
-            message.doc = None
-        out.append(message)
+        out.append(describe_message(channel, kind, raw, now + i * 1e-5, f"{i % 6}:{i}"))
     return out
 
 
@@ -124,33 +122,48 @@ class Stalls:
                 "loop_stall_max_ms": 1000 * self.loop_max}
 
 
+def paced(make: Callable[[int, int], list], rate: int, fed: list[int]) -> AsyncIterator:
+    """A stream of fresh items at `rate`/s, made where it is read (as the tap decodes and the log followers
+    make their lines); `fed[0]` counts them."""
+
+    async def stream() -> AsyncIterator:
+        begun = time.perf_counter()
+        while True:
+            due = int((time.perf_counter() - begun) * rate) - fed[0]  # keep the rate whatever the loop does
+            if due > 0:
+                chunk = min(due, rate)
+                for item in make(chunk, fed[0]):
+                    yield item
+                    fed[0] += 1  # counted as read, as `received` counts them as handed over
+            await asyncio.sleep(0.01)
+
+    return stream()
+
+
+def read(view, make: Callable[[int, int], list], add: Callable, rate: int, fed: list[int]):
+    """The view reads a paced stream as it reads the tap or a service's logs (its reading thread)."""
+    from sandbox.tui.live_view import READING
+
+    opened = lambda: ("bench", paced(make, rate, fed))  # noqa: E731
+    return view.run_worker(view.keep_reading(opened, add, ended="bench ended", lost="bench failed"),
+                           group=READING, exclusive=True, exit_on_error=False)
+
+
 async def flood(app, feed_messages: bool, feed_lines: bool, rate: int, seconds: float) -> dict:
     from sandbox.tui.logs_view import LogsView
     from sandbox.tui.messages_view import MessagesView
 
     tap, logs = app.main.query_one(MessagesView), app.main.query_one(LogsView)
     got_m, got_l = tap.live.received, logs.live.received
-    stop = asyncio.Event()
-    fed = 0
-
-    async def feeder() -> None:
-        nonlocal fed
-        begun = time.perf_counter()
-        while not stop.is_set():
-            due = int((time.perf_counter() - begun) * rate) - fed  # keep the rate whatever the loop does
-            if due > 0:
-                chunk = min(due, rate)
-                # fresh objects, made here as the in-process tap and log followers make them
-                if feed_messages:
-                    tap.add_messages(make_messages(chunk, fed))
-                if feed_lines:
-                    logs.add_log_lines(make_lines(chunk, fed))
-                fed += chunk
-            await asyncio.sleep(0.01)
+    fed_m, fed_l = [0], [0]
 
     stalls = Stalls()
     stalls.start()
-    task = asyncio.create_task(feeder())
+    readers = []
+    if feed_messages:
+        readers.append((tap, read(tap, make_messages, tap.add_messages, rate, fed_m)))
+    if feed_lines:
+        readers.append((logs, read(logs, make_lines, logs.add_log_lines, rate, fed_l)))
     started = time.perf_counter()
     cpu0 = time.process_time()
     latencies = []
@@ -158,16 +171,19 @@ async def flood(app, feed_messages: bool, feed_lines: bool, rate: int, seconds: 
         for key, tab in (("3", "messages"), ("2", "logs")):
             latencies.append(await key_latency(app, key, tab))
             await asyncio.sleep(0.2)
-    stop.set()
-    await task
     elapsed = time.perf_counter() - started
+    received_m, received_l, fed = tap.live.received, logs.live.received, max(fed_m[0], fed_l[0])
     stalled = stalls.stop()
     cpu = time.process_time() - cpu0
+    for view, worker in readers:
+        view.stop_reading()
+        with contextlib.suppress(Exception):  # cancelled: WorkerCancelled
+            await worker.wait()
     await asyncio.sleep(0.3)  # the last flush
     return {
         "fed_per_s": fed / elapsed,
-        "shown_messages_per_s": (tap.live.received - got_m) / elapsed if feed_messages else None,
-        "shown_lines_per_s": (logs.live.received - got_l) / elapsed if feed_lines else None,
+        "shown_messages_per_s": (received_m - got_m) / elapsed if feed_messages else None,
+        "shown_lines_per_s": (received_l - got_l) / elapsed if feed_lines else None,
         "key_ms": [x * 1000 for x in latencies],
         "cpu_share": cpu / elapsed,
         **stalled,
@@ -204,9 +220,7 @@ async def main_async(phase: str, seconds: float, rate: int, million: int) -> dic
     out: dict = {}
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.pause()
-        if os.environ.get("BENCH_TUI_GC_FREEZE") == "1":  # an experiment: what gc.freeze() at start would do
-            gc.freeze()
-        if os.environ.get("BENCH_TUI_GC_THRESHOLD2"):  # an experiment: fewer full collections
+        if os.environ.get("BENCH_TUI_GC_THRESHOLD2"):  # an experiment: other full-collection thresholds than the app's
             first, second, _ = gc.get_threshold()
             gc.set_threshold(first, second, int(os.environ["BENCH_TUI_GC_THRESHOLD2"]))
         out["rss_idle"] = rss_mb()

@@ -16,6 +16,7 @@ from textual.logging import TextualHandler
 
 from sandbox.config import Settings
 from sandbox.runtime.base import Runtime
+from sandbox.tui import heap
 from sandbox.tui.commands import SandboxCommands
 from sandbox.tui.dead_letters_view import DeadLettersView
 from sandbox.tui.help_screen import HelpScreen, Sections
@@ -61,6 +62,9 @@ class SandboxApp(App[None]):
 
     def get_default_screen(self) -> MainScreen:
         return self.main
+
+    def on_ready(self) -> None:
+        heap.settle()  # start-up is done: its objects are never walked by the GC again
 
     # -- help ------------------------------------------------------------------
     def key_sections(self) -> Sections:

@@ -4,14 +4,26 @@ DataTable measures every cell of every new row (about 280 ms for 2,000 rows on
 this machine), so a broker tap at 20,000 msgs/s would freeze it. This widget
 keeps items in a ring, folds new ones in on a timer and renders only the lines
 on screen (Textual's Line API), so the cost per frame does not grow with input.
+
+`add` may be called from a reading thread (see live_view.py and
+live_inbox.py): the items are packed and matched against the filter there; the
+UI's loop only folds the batches in, once per tick.
+
+Kept items are packed into plain tuples of strings and numbers (`pack`): the
+cyclic GC stops tracking those, so ten thousand kept items cost a full
+collection nothing; `unpack` makes the item again for a line drawn, the
+selection or the filter.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -22,7 +34,12 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from sandbox.tui.live_inbox import Entry, Inbox, pair
+
 T = TypeVar("T")
+
+# Lines kept rendered (as segments): a few screens' worth.
+CACHED_LINES = 128
 
 
 class LiveLines(ScrollView, Generic[T], can_focus=True):
@@ -72,6 +89,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         flush_every: float = 0.1,
         selectable: bool = True,
         item_width: Callable[[T], int] | None = None,
+        pack: Callable[[int, T], Entry] = pair,
+        unpack: Callable[[Entry], T] = itemgetter(1),
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
@@ -82,56 +101,65 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         self.flush_every = flush_every
         self.selectable = selectable
         self.item_width = item_width  # None: lines are cropped, no horizontal scroll
-        self._ring: deque[tuple[int, T]] = deque(maxlen=keep)
-        self._rows: list[tuple[int, T]] = []
-        self._pending: list[T] = []
-        self._next_seq = 0
-        self._matcher: Callable[[T], bool] | None = None
+        self.unpack = unpack  # the packed tuple -> the item
+        self._inbox: Inbox[T] = Inbox(keep, pack)
+        self._ring: deque[Entry] = deque(maxlen=keep)
+        self._rows: list[Entry] = []
         self._wide = 0
-        self._cache: LRUCache[tuple[int, bool], Strip] = LRUCache(1024)
+        # Segments, not Strips: a Strip keeps seven caches of the Strips made from it when drawn, so
+        # 1,024 cached Strips per view were ~100,000 objects alive for the GC to walk. A fresh Strip per
+        # frame lets those go with the frame.
+        self._cache: LRUCache[tuple[int, bool], tuple[list[Segment], int]] = LRUCache(CACHED_LINES)
         self.cursor = -1  # index into the rows; -1 = none
         self.following = True  # stick to the newest line (until you scroll up or select)
         self.paused = False
-        self.received = 0  # every item ever added
         self.held = 0  # items that arrived while paused
 
     # -- feeding ---------------------------------------------------------------
-    def add(self, items: Iterable[T]) -> None:
-        """Queue items; they appear at the next flush. Cheap: a list extend."""
-        pending = self._pending
-        before = len(pending)
-        pending.extend(items)
-        self.received += len(pending) - before
-        if len(pending) > 2 * self.keep:  # nobody flushed for a while: keep what can be shown
-            del pending[: len(pending) - self.keep]
+    @property
+    def _matcher(self) -> Callable[[T], bool] | None:
+        return self._inbox.filter[1]
+
+    @property
+    def received(self) -> int:
+        """Every item ever added."""
+        return self._inbox.received
+
+    def new_source(self) -> int:
+        """A new reader; items added with an older source number are dropped from now on (Inbox.new_source)."""
+        return self._inbox.new_source()
+
+    def add(self, items: Iterable[T], source: int | None = None) -> None:
+        """Queue items; they appear at the next flush. Safe from any thread; the filter runs in the caller's."""
+        self._inbox.add(items, source)
 
     def on_mount(self) -> None:
         self.set_interval(self.flush_every, self.flush, name="flush")
 
     def flush(self) -> None:
         """Fold queued items into the ring and the visible rows."""
-        if not self._pending:
+        if not self._inbox:
             return
-        batch, self._pending = self._pending, []
-        if len(batch) > self.keep:
-            batch = batch[-self.keep :]
-        start = self._next_seq
-        self._next_seq += len(batch)
-        pairs = list(zip(range(start, start + len(batch)), batch, strict=True))
-        self._ring.extend(pairs)
-        if self.paused:
-            self.held += len(pairs)
-            return
-        match = self._matcher
-        if match is not None:
-            pairs = [pair for pair in pairs if match(pair[1])]
-        if pairs:
-            self._append_rows(pairs)
+        generation, match = self._inbox.filter
+        unpack = self.unpack
+        shown: list[Entry] = []
+        for made_with, batch, matched in self._inbox.take():
+            self._ring.extend(batch)
+            if self.paused:
+                self.held += len(batch)
+            elif match is None:
+                shown.extend(batch)
+            elif made_with == generation and matched is not None:  # matched on the reading thread
+                shown.extend(compress(batch, matched))
+            else:  # matched before the filter changed
+                shown.extend(entry for entry in batch if match(unpack(entry)))
+        if shown:
+            self._append_rows(shown[-self.max_rows :])
 
-    def _append_rows(self, pairs: list[tuple[int, T]]) -> None:
+    def _append_rows(self, entries: list[Entry]) -> None:
         follow = self.following
         rows = self._rows
-        rows.extend(pairs)
+        rows.extend(entries)
         drop = len(rows) - self.max_rows
         if drop > 0:
             del rows[:drop]
@@ -140,7 +168,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
             if not follow:  # keep the lines being read where they are
                 self.scroll_to(y=max(0, self.scroll_y - drop), animate=False, immediate=True)
         if self.item_width is not None:
-            self._wide = max(self._wide, max(self.item_width(item) for _, item in pairs[-500:]))
+            unpack = self.unpack
+            self._wide = max(self._wide, max(self.item_width(unpack(entry)) for entry in entries[-500:]))
         self._update_size()
         self._stick()
         self.refresh()
@@ -167,7 +196,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
 
     def _rebuild(self) -> None:
         match = self._matcher
-        rows = [pair for pair in self._ring if match is None or match(pair[1])]
+        unpack = self.unpack
+        rows = list(self._ring) if match is None else [entry for entry in self._ring if match(unpack(entry))]
         self._rows = rows[-self.max_rows :]
         self.cursor = -1
         self.following = True
@@ -179,8 +209,8 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
     # -- controls --------------------------------------------------------------
     def set_filter(self, matcher: Callable[[T], bool] | None) -> None:
         """Show only matching items (applied to everything kept, then to new items)."""
-        self._matcher = matcher
         self.flush()
+        self._inbox.set_matcher(matcher)
         self._rebuild()
 
     def set_paused(self, paused: bool) -> None:
@@ -192,7 +222,7 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
             self._rebuild()
 
     def clear(self) -> None:
-        self._pending.clear()
+        self._inbox.take()
         self._ring.clear()
         self._rows = []
         self._wide = 0
@@ -213,11 +243,12 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
 
     @property
     def selected(self) -> T | None:
-        return self._rows[self.cursor][1] if 0 <= self.cursor < len(self._rows) else None
+        return self.unpack(self._rows[self.cursor]) if 0 <= self.cursor < len(self._rows) else None
 
     def items(self) -> list[T]:
         """The items shown, oldest first."""
-        return [item for _, item in self._rows]
+        unpack = self.unpack
+        return [unpack(entry) for entry in self._rows]
 
     # -- cursor ----------------------------------------------------------------
     def _move_to(self, index: int) -> None:
@@ -314,20 +345,21 @@ class LiveLines(ScrollView, Generic[T], can_focus=True):
         index = scroll_y + y
         if index >= len(self._rows):
             return Strip.blank(width, base)
-        seq, item = self._rows[index]
+        entry = self._rows[index]
+        seq = entry[0]
         selected = index == self.cursor
         pad: Style = base
         if selected:
             pad = base + self.get_component_rich_style("live-lines--cursor")
         key = (seq, selected)
-        strip = self._cache.get(key)
-        if strip is None:
-            text = self.render_item(item)
+        cached = self._cache.get(key)
+        if cached is None:
+            text = self.render_item(self.unpack(entry))
             text.no_wrap = True
             text.end = ""
             if selected:
                 text.stylize(pad)
             strip = Strip(list(text.render(self.app.console))).apply_style(base)
-            self._cache[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, pad)
+            cached = self._cache[key] = (list(strip), strip.cell_length)
+        return Strip(*cached).crop_extend(scroll_x, scroll_x + width, pad)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -21,6 +22,15 @@ from sandbox.tui.stack import stack_of
 MAX_TAG = 24
 # "2026-11-27 10:04:14,499 " at the start of a line: shown once, in our own time column
 LEADING_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s*")
+
+
+def pack_line(seq: int, line: LogLine) -> tuple[Any, ...]:
+    """What the view keeps of a line: a plain tuple, which the cyclic GC stops tracking (see live_lines.py)."""
+    return (seq, line.service, line.replica, line.text, line.timestamp)
+
+
+def unpack_line(entry: tuple[Any, ...]) -> LogLine:
+    return LogLine(entry[1], entry[2], entry[3], entry[4])
 
 
 def render_log_line(line: LogLine, tag_width: int = 20) -> Text:
@@ -55,7 +65,8 @@ class LogsView(LiveView, Vertical):
             yield self.pause_button
             yield Button("Clear", id="log-clear", compact=True)
         self.live: LiveLines[LogLine] = LiveLines(
-            self.format_line, keep=self.max_lines, selectable=False, item_width=self.line_width, id="log-lines"
+            self.format_line, keep=self.max_lines, selectable=False, item_width=self.line_width, id="log-lines",
+            pack=pack_line, unpack=unpack_line,
         )
         yield self.live
         self.status_label = Label("", id="log-status", classes="status-line")
@@ -73,8 +84,9 @@ class LogsView(LiveView, Vertical):
         return self.tag_width + 12 + len(line.text)
 
     # -- data ------------------------------------------------------------------
-    def add_log_lines(self, lines: Sequence[LogLine]) -> None:
-        self.live.add(lines)
+    def add_log_lines(self, lines: Sequence[LogLine], source: int | None = None) -> None:
+        """Queue lines; the view folds them in every 100 ms. Called on the log stream's reading thread too."""
+        self.live.add(lines, source)
 
     def counts(self) -> list[str]:
         return [f"{self.live.row_count:,} lines shown", f"{self.live.kept:,}/{self.max_lines:,} kept"]
@@ -84,6 +96,7 @@ class LogsView(LiveView, Vertical):
         """Show this service's replicas from the last lines on, and keep following."""
         self.service = service
         self.query_one("#log-service", Label).update(service)
+        self.stop_reading()  # no line of the service before shows after the clear
         self.live.clear()
         self._stream(service)
 

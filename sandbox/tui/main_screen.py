@@ -14,10 +14,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, TabbedContent, TabPane, TextArea
+from textual.widgets import Input, TabbedContent, TabPane, TextArea
 
 from sandbox.protocol import other_backend
 from sandbox.switch import PendingTasks
+from sandbox.tui.footer import Footer
 from sandbox.tui.formatting import fmt_seconds
 from sandbox.tui.dead_letters_view import DeadLettersView
 from sandbox.tui.header_bar import HeaderBar

@@ -12,9 +12,10 @@ from textual.widgets import Label, Static
 
 from sandbox.bus import TapMessage
 from sandbox.tui.formatting import clock, pretty_json
+from sandbox.tui.message_rows import MessageRow
 
 
-def summary(message: TapMessage) -> str:
+def summary(message: TapMessage | MessageRow) -> str:
     parts = [message.channel, message.kind, clock(message.timestamp)]
     if message.position:
         parts.append(f"at {message.position}")
@@ -30,24 +31,25 @@ class MessageDetail(ModalScreen[None]):
         Binding("c", "copy", "Copy JSON"),
     ]
 
-    def __init__(self, message: TapMessage) -> None:
+    def __init__(self, message: TapMessage | MessageRow) -> None:
         super().__init__()
         self.message = message
+        self.decoded = message.doc  # a row decodes its body on each ask: once here
 
     @property
     def body(self) -> str:
-        if self.message.doc is not None:
-            return pretty_json(self.message.doc)
+        if self.decoded is not None:
+            return pretty_json(self.decoded)
         return self.message.raw.decode("utf-8", "replace")
 
     def compose(self) -> ComposeResult:
         message = self.message
         with Vertical(id="detail", classes="dialog"):
             yield Label(summary(message), id="detail-summary")
-            if message.doc is None:
+            if self.decoded is None:
                 yield Label(Text("not JSON: shown as received", style="red"), id="detail-warning")
             with VerticalScroll(id="detail-body"):
-                if message.doc is not None:
+                if self.decoded is not None:
                     yield Static(JSON(self.body), id="detail-json")
                 else:
                     yield Static(Text(self.body), id="detail-json")

@@ -13,11 +13,13 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from sandbox.bus import TapMessage
 from sandbox.export import message_doc
+from sandbox.tui import message_rows
 from sandbox.tui.export import export
-from sandbox.tui.formatting import STATE_STYLES, clock, one_line, short_id
+from sandbox.tui.formatting import STATE_STYLES, clock, short_id
 from sandbox.tui.live_lines import LiveLines
 from sandbox.tui.live_view import CLEAR_KEY, FILTER_KEY, PAUSE_KEY, READING, LiveView
 from sandbox.tui.message_detail import MessageDetail
+from sandbox.tui.message_rows import MessageRow, row_of, search_text
 from sandbox.tui.seek_dialog import Seek, SeekDialog, parse_seek
 from sandbox.tui.stack import stack_of
 
@@ -25,23 +27,6 @@ ALL = "*"
 # (title, width); the payload takes what is left of the line.
 WIDE = (("time", 12), ("topic / stream", 23), ("task", 8), ("agent", 11), ("status", 9))
 NARROW = (("time", 8), ("topic / stream", 23), ("task", 8), ("status", 9))
-
-
-def payload_of(message: TapMessage) -> str:
-    doc = message.doc
-    if doc is None:
-        return one_line(message.raw)
-    if message.kind == "response":
-        return one_line(doc.get("error") or doc.get("result"))
-    if "payload" in doc:
-        return one_line(doc["payload"])
-    return one_line({k: v for k, v in doc.items() if k not in ("task_id", "created_at")})
-
-
-def search_text(message: TapMessage) -> str:
-    """What the text filter looks in: the names and the first bytes of the body."""
-    head = message.raw[:2048].decode("utf-8", "replace")
-    return f"{message.channel} {message.task_id or ''} {message.agent or ''} {message.status or ''} {head}".lower()
 
 
 class MessagesView(LiveView, Vertical):
@@ -73,8 +58,9 @@ class MessagesView(LiveView, Vertical):
             self.pause_button = Button("Pause", id="tap-pause", compact=True)
             yield self.pause_button
         yield Static(self._header(), id="tap-header")
-        self.live: LiveLines[TapMessage] = LiveLines(
-            self.render_message, keep=self.keep, max_rows=self.max_rows, id="tap-lines"
+        self.live: LiveLines[MessageRow] = LiveLines(
+            self.render_message, keep=self.keep, max_rows=self.max_rows, id="tap-lines",
+            pack=message_rows.pack, unpack=message_rows.unpack,
         )
         yield self.live
         self.status_label = Label("", id="tap-status", classes="status-line")
@@ -88,7 +74,9 @@ class MessagesView(LiveView, Vertical):
         text.append("payload")
         return text
 
-    def render_message(self, message: TapMessage) -> Text:
+    def render_message(self, message: TapMessage | MessageRow) -> Text:
+        """One row's line, made when it is drawn (rows keep strings, no Rich objects)."""
+        message = row_of(message)
         columns = NARROW if self.compact else WIDE
         time_text = clock(message.timestamp)[: columns[0][1]]
         text = Text()
@@ -101,7 +89,7 @@ class MessagesView(LiveView, Vertical):
         if message.kind == "response" and message.task_id is None:  # answers naming no task (Laddr on Kafka)
             status = "unmatched"
         text.append(f"{status[:9]:<9} ", style=STATE_STYLES.get(status, "yellow" if status == "unmatched" else ""))
-        text.append(payload_of(message), style="dim" if message.doc is None else "")
+        text.append(message.payload, style="" if message.decoded else "dim")
         return text
 
     def on_resize(self) -> None:
@@ -112,10 +100,10 @@ class MessagesView(LiveView, Vertical):
             self.live.invalidate()
 
     # -- data --------------------------------------------------------------------
-    def add_messages(self, messages: Sequence[TapMessage]) -> None:
-        """Queue messages; the view folds them in every 100 ms."""
-        self.live.add(messages)
-        self.channels.update(m.channel for m in messages)
+    def add_messages(self, messages: Sequence[TapMessage | MessageRow], source: int | None = None) -> None:
+        """Queue messages; the view folds them in every 100 ms. Called on the tap's reading thread too."""
+        self.live.add(messages, source)
+        self.channels.update({m.channel for m in messages})  # one C-level update: safe beside the UI reading it
 
     def counts(self) -> list[str]:
         live = self.live
@@ -167,7 +155,7 @@ class MessagesView(LiveView, Vertical):
             self.live.set_filter(None)
             return
 
-        def matches(message: TapMessage) -> bool:
+        def matches(message: MessageRow) -> bool:
             if channel is not None and message.channel != channel:
                 return False
             return not needle or needle in search_text(message)
@@ -190,6 +178,7 @@ class MessagesView(LiveView, Vertical):
     def action_replay(self) -> None:
         raw = self.query_one("#tap-last", Input).value
         last = int(raw) if raw.strip().isdigit() else 100
+        self.stop_reading()  # nothing of the tap before shows after the clear
         self.live.clear()
         self.start_tap(last)
 

@@ -8,6 +8,7 @@ the workers catch anything: a broker hiccup must never end the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -200,9 +201,20 @@ class Stack:
     async def queue_stats(self, agents: list[str] | None = None) -> list[QueueStats]:
         return await self.need_bus().queue_stats(agents or list(self.settings.agents))
 
-    def tap(self, last: int = 0, since: float | None = None,
-            at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
-        return self.need_bus().tap(last=last, since=since, at=at)
+    async def tap(self, last: int = 0, since: float | None = None,
+                  at: tuple[str, str] | None = None) -> AsyncIterator[TapMessage]:
+        """The current broker's tap on a Bus of its own: the Messages view reads it on its own thread
+        and event loop (a Bus belongs to the loop it connected on). Closed when the tap is."""
+        self.need_bus()  # no broker now (switching, not up yet): say so as the main bus would
+        backend = self.backend or self.settings.queue_backend
+        bus = make_bus(self.runtime.bus_settings(backend), backend)
+        try:
+            await bus.connect()
+            async for message in bus.tap(last=last, since=since, at=at):
+                yield message
+        finally:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail; it is gone either way
+                await asyncio.wait_for(bus.close(), 5)
 
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return await self.need_bus().dead_letters(limit)

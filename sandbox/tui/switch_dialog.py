@@ -7,9 +7,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, Static
+from textual.widgets import Button, Label, Static
 
 from sandbox.switch import WaitingTasks
+from sandbox.tui.footer import Footer
 from sandbox.tui.reporting import describe
 from sandbox.tui.stack import stack_of
 

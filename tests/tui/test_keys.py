@@ -11,6 +11,7 @@ from sandbox.tui.demo_data import messages, populate
 from sandbox.tui.help_screen import HelpScreen
 from sandbox.tui.logs_view import LogsView
 from sandbox.tui.message_detail import MessageDetail
+from sandbox.tui.message_rows import row_of
 from sandbox.tui.messages_view import MessagesView
 from sandbox.tui.quit_dialog import QuitDialog
 from sandbox.tui.send_panel import SendPanel
@@ -81,7 +82,7 @@ async def test_enter_on_messages_opens_the_newest_with_nothing_chosen(offline_ap
         assert tap.live.selected is None and "enter" in footer_keys(offline_app)
         await pilot.press("enter")
         await pilot.pause()
-        assert isinstance(offline_app.screen, MessageDetail) and offline_app.screen.message is sample[-1]
+        assert isinstance(offline_app.screen, MessageDetail) and offline_app.screen.message == row_of(sample[-1])
 
 
 async def test_help_footer_and_palette_list_the_keys_that_work(offline_app):
@@ -148,3 +149,18 @@ async def test_notes_from_laddr_projects_show(offline_app):
         answer = next(m for m in messages(20) if m.kind == "response")
         answer.task_id = None
         assert "unmatched" in tap.render_message(answer).plain
+
+
+async def test_the_footer_forgets_the_keys_it_showed_before(offline_app):
+    """Each tab switch recomposes the footer; what it showed before must not pile up (Textual keeps it)."""
+    from sandbox.tui.footer import Footer
+
+    async with offline_app.run_test(size=(120, 40)) as pilot:
+        footer = offline_app.main.query_one(Footer)
+        for _ in range(10):
+            for key in ("2", "3", "4"):
+                await pilot.press(key)
+                await pilot.pause()
+        watching = getattr(footer, "__watchers", {}).get("compact", [])
+        assert watching and all(node.is_attached for node, _ in watching)
+        assert len(watching) <= len(footer.children)  # one per key shown (the palette key is not bound)

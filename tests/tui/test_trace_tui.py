@@ -26,7 +26,7 @@ async def cursor_on_task(pilot, agent: str):
     await pilot.press("3")
     live = messages.query_one(LiveLines)
     live.focus()
-    live.cursor = next(i for i, (_, m) in enumerate(live._rows) if m is row)
+    live.cursor = next(i for i, m in enumerate(live.items()) if m == row)
     return row
 
 

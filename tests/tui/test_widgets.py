@@ -63,12 +63,12 @@ async def test_messages_follow_the_end_and_open_a_message(offline_app):
         tap.add_messages(messages(10))
         tap.flush()
         await pilot.pause()
-        assert live.selected is chosen  # new messages do not move what you are reading
+        assert live.selected == chosen  # new messages do not move what you are reading
 
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(offline_app.screen, MessageDetail)
-        assert offline_app.screen.message is chosen
+        assert offline_app.screen.message == chosen
         await pilot.press("escape")
         await pilot.press("end")
         assert live.following and live.selected is None
