@@ -136,7 +136,7 @@ async def test_seek_rates_and_exports_on_a_live_stack(live_runtime, backend) -> 
 
         # -- x on a trace ------------------------------------------------------------------------
         await cursor_on_task(pilot, "researcher")
-        messages.live.cursor = next(i for i, (_, m) in enumerate(messages.live._rows)
+        messages.live.cursor = next(i for i, m in enumerate(messages.live.items())
                                     if m.task_id == later.task_id and m.kind == "task")
         await pilot.press("t")
         screen = await until(lambda: isinstance(app.screen, TraceScreen) and app.screen, "the trace screen", 10)
