@@ -69,10 +69,16 @@ class AnswerBatch:
                 self._script, self._script_of = redis.register_script(SETTLE), redis
             await self._script(keys=keys, args=args)  # EVALSHA, loaded again after a Redis restart
         except BaseException as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            settle_all(batch, exc)
             return
-        for _, fut in batch:
-            if not fut.done():
+        settle_all(batch, None)
+
+
+def settle_all(batch: list[tuple[Any, asyncio.Future[None]]], error: BaseException | None) -> None:
+    """Every waiter of a batch learns how its batch went (once: a cancelled waiter is left alone)."""
+    for _, fut in batch:
+        if not fut.done():
+            if error is None:
                 fut.set_result(None)
+            else:
+                fut.set_exception(error)

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sandbox.bus.base import BusUnavailable, translate_errors
-from sandbox.bus.redis.answers import AnswerBatch
+from sandbox.bus.redis.answers import AnswerBatch, settle_all
 from sandbox.config import Settings
 from sandbox.protocol import REDIS_DLQ, REDIS_RESPONSE_TTL_S, REDIS_RESPONSES_STREAM, Response, redis_group, redis_response_key, redis_stream
 
@@ -163,13 +163,9 @@ class RedisClient:
         try:
             await pipe.execute()
         except BaseException as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            settle_all(batch, exc)
             return
-        for _, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
+        settle_all(batch, None)
 
     # -- answers -----------------------------------------------------------------
     @unavailable
