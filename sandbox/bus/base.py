@@ -37,6 +37,10 @@ class BusUnavailable(BusError):
     """The broker cannot be reached."""
 
 
+class BusNotConnected(BusUnavailable):
+    """The bus is not connected, or was closed on purpose: a reader stops instead of retrying."""
+
+
 class RequestTimeout(BusError):
     """No response arrived in time."""
 

@@ -47,6 +47,7 @@ async def until_answered(
     backoff: Backoff,
     logger: logging.Logger,
     message: str,
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
     """`call()` again and again, with backoff, until the broker answers; each failure logged.
 
@@ -56,6 +57,8 @@ async def until_answered(
     while True:
         try:
             result = await call()
+        except fatal:  # e.g. the bus was closed on purpose: nothing will answer, stop
+            raise
         except errors as exc:
             logger.warning(message, exc or type(exc).__name__, backoff.delay)
             await backoff.sleep()

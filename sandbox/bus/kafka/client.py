@@ -28,7 +28,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 
-from sandbox.bus.base import BusError, BusUnavailable, ConsumerInfo, MessageTooLarge, translate_errors
+from sandbox.bus.base import BusError, BusNotConnected, BusUnavailable, ConsumerInfo, MessageTooLarge, translate_errors
 from sandbox.bus.delivery import check_size
 from sandbox.bus.kafka.health import PartitionHealth, answering_brokers, live_broker_ids, partition_health
 from sandbox.bus.kafka.quiet import quiet_aiokafka
@@ -136,7 +136,7 @@ class KafkaClient:
     @property
     def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            raise BusUnavailable("the Kafka bus is not connected (call connect() first)")
+            raise BusNotConnected("the Kafka bus is not connected (call connect() first)")
         return self._producer
 
     async def connect(self) -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from sandbox.bus.base import BusError, DeadLetter, QueueStats, TapMessage
+from sandbox.bus.base import BusError, BusNotConnected, DeadLetter, QueueStats, TapMessage
 from sandbox.bus.tap import describe_message
 from sandbox.bus.kafka.client import AIOKafkaConsumer, KafkaClient, KafkaError, TopicPartition, header, headers, unavailable
 from sandbox.bus.reconnect import Backoff, until_answered
@@ -108,7 +108,8 @@ class KafkaInspector:
 
     @staticmethod
     async def _until_answered(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
-        return await until_answered(call, (KafkaError, BusError, OSError), backoff, log, "tap: %s; retrying in %.1fs")
+        return await until_answered(call, (KafkaError, BusError, OSError), backoff, log, "tap: %s; retrying in %.1fs",
+                                    fatal=(BusNotConnected,))
 
     async def _tap_assign(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition], last: int,

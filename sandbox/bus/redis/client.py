@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sandbox.bus.base import BusUnavailable, translate_errors
+from sandbox.bus.base import BusNotConnected, BusUnavailable, translate_errors
 from sandbox.bus.redis.answers import AnswerBatch, settle_all
 from sandbox.config import Settings
 from sandbox.protocol import REDIS_DLQ, REDIS_RESPONSE_TTL_S, REDIS_RESPONSES_STREAM, Response, redis_group, redis_response_key, redis_stream
@@ -94,7 +94,7 @@ class RedisClient:
     @property
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
-            raise BusUnavailable("the Redis bus is not connected (call connect() first)")
+            raise BusNotConnected("the Redis bus is not connected (call connect() first)")
         return self._redis
 
     @property

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from sandbox.bus.base import BusUnavailable, ConsumerInfo, DeadLetter, QueueStats, TapMessage
+from sandbox.bus.base import BusNotConnected, BusUnavailable, ConsumerInfo, DeadLetter, QueueStats, TapMessage
 from sandbox.bus.tap import describe_message
 from sandbox.bus.reconnect import Backoff, until_answered
 from sandbox.bus.redis.client import DATA, LOST, RedisClient, id_key, text, unavailable
@@ -137,7 +137,7 @@ class RedisInspector:
     @staticmethod
     async def _until_answered(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
         return await until_answered(call, (*LOST, BusUnavailable), backoff, log,
-                                    "tap lost Redis (%s); reconnecting in %.1fs")
+                                    "tap lost Redis (%s); reconnecting in %.1fs", fatal=(BusNotConnected,))
 
     async def _add_streams(self, positions: dict[str, str]) -> None:
         for name in await self.channels():
