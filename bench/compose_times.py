@@ -21,11 +21,10 @@ from pathlib import Path
 
 from sandbox.brokers.ports import free_ports
 from sandbox.config import Settings, write_env
-from sandbox.switch import switch_backend
 
 from .context import Context, say
 from .report import Runs, Table, verdict
-from .stack_times import answered
+from .stack_times import answered, timed_switch
 
 TARGET_UP = {"kafka": 20.0, "redis": 10.0}
 TARGET_SWITCH = 10.0
@@ -88,13 +87,7 @@ SWITCHES = (("redis", False, "kafka -> redis (Kafka stopped)"),
 
 
 async def switch(runtime, target: str, keep_old: bool) -> tuple[float, list[float]]:
-    marks: Marks = []
-    t0 = time.perf_counter()
-    await switch_backend(runtime, target, force=True, keep_old=keep_old,
-                         progress=lambda line: marks.append((time.perf_counter(), line)))
-    switched = time.perf_counter()
-    await answered(runtime, target)
-    done = time.perf_counter()
+    t0, marks, switched, done = await timed_switch(runtime, target, keep_old)
     return done - t0, [*switch_phases(marks, t0, switched), done - switched]
 
 

@@ -27,6 +27,17 @@ TARGET_UP = {"redis": 3.0, "kafka": 15.0}
 TARGET_SWITCH = 5.0
 
 
+async def timed_switch(runtime, target: str, keep_old: bool) -> tuple[float, list[tuple[float, str]], float, float]:
+    """switch_backend, then one answered request: (start, progress lines with their times, switched, answered)."""
+    marks: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+    await switch_backend(runtime, target, keep_old=keep_old, force=True,
+                         progress=lambda line: marks.append((time.perf_counter(), line)))
+    switched = time.perf_counter()
+    await answered(runtime, target)
+    return t0, marks, switched, time.perf_counter()
+
+
 async def answered(runtime, backend: str, timeout: float = 60.0) -> None:
     async with make_bus(runtime.bus_settings(backend), backend) as bus:
         response = await bus.request("researcher", {"query": "are you there"}, timeout=timeout)
@@ -58,13 +69,7 @@ async def switches(ctx: Context, root: Path, warm_rounds: int) -> tuple[dict[str
     phases: dict[str, list[float]] = {}
 
     async def one(target: str, label: str) -> None:
-        marks: list[tuple[float, str]] = []
-        t0 = time.perf_counter()
-        await switch_backend(runtime, target, keep_old=True, force=True,
-                             progress=lambda line: marks.append((time.perf_counter(), line)))
-        switched = time.perf_counter()
-        await answered(runtime, target)
-        done = time.perf_counter()
+        t0, marks, switched, done = await timed_switch(runtime, target, keep_old=True)
         times.setdefault(label, []).append(done - t0)
         stopping = next((t for t, line in marks if line.startswith("stopping the api")), t0)
         starting = next((t for t, line in marks if line.startswith("starting the api")), stopping)
