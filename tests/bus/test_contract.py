@@ -175,15 +175,10 @@ async def test_a_tap_whose_bus_is_closed_ends_instead_of_retrying(settings: Sett
     tap = asyncio.create_task(collect(watcher.tap(), []))
     await asyncio.sleep(1.5)
     await watcher.close()
-    done, _ = await asyncio.wait([tap], timeout=20)  # the Kafka tap looks for new topics every 5 s
+    done, _ = await asyncio.wait([tap], timeout=20)
     if not done:
         tap.cancel()
         await asyncio.gather(tap, return_exceptions=True)
-        if settings.queue_backend == "kafka":
-            # Kafka's tap reads through a consumer of its own and its client reopens an admin
-            # lazily, so a closed KafkaBus still taps: a known gap (issue 15's note), checked here
-            # each run so that the fix shows.
-            pytest.xfail("Kafka's tap outlives its closed bus (known gap)")
     assert done, "the tap kept retrying after its bus was closed"
     assert isinstance(tap.exception(), BusNotConnected) and isinstance(tap.exception(), BusError), tap.exception()
 

@@ -139,6 +139,11 @@ class KafkaClient:
             raise BusNotConnected("the Kafka bus is not connected (call connect() first)")
         return self._producer
 
+    def check_connected(self) -> None:
+        """Raise BusNotConnected once the bus is closed: readers with consumers of their own stop then."""
+        if self._producer is None:
+            raise BusNotConnected("the Kafka bus is closed")
+
     async def connect(self) -> None:
         if self._producer is not None:
             return

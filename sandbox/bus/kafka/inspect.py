@@ -84,6 +84,7 @@ class KafkaInspector:
             next_scan = time.monotonic() + 5.0
             backoff = Backoff()
             while True:  # after an outage, go on from our positions
+                self.client.check_connected()  # the consumer is the tap's own: it would outlive the bus
                 if time.monotonic() >= next_scan:  # topics of agents that appeared later
                     assigned = await self._until_answered(
                         lambda: self._tap_assign(consumer, assigned, 0, new_from_start=True), backoff)
