@@ -26,11 +26,11 @@ from .context import Context, say
 from .report import Runs, Table, median, verdict
 from .stack import ROOT, cpu_seconds, pids_of
 
-TARGET = 5_000.0
 LEAVES = [a for a in AGENTS if a != "coordinator"]
+# mix -> (agents, target tasks/s): issue 15's goals; the coordinator's mix waits on four hops per request
 MIXES = {
-    "four leaf agents": LEAVES,
-    "all five (coordinator fans out)": list(AGENTS),
+    "four leaf agents": (LEAVES, 5_000.0),
+    "all five (coordinator fans out)": (list(AGENTS), 3_000.0),
 }
 ROLES = ("clients", "workers", "broker", "supervisord", "api")
 
@@ -79,7 +79,7 @@ async def run(ctx: Context) -> list[Table]:
         settings = await ctx.local_on(backend)
         address = settings.redis_url if backend == "redis" else settings.kafka_bootstrap
         pids = pids_of(ctx.local)
-        for mix, agents in MIXES.items():
+        for mix, (agents, target) in MIXES.items():
             tasks, reqs, lat = Runs(), Runs(), Runs()
             per_task: dict[str, list[float]] = {r: [] for r in ROLES}
             for r in range(runs):
@@ -97,7 +97,7 @@ async def run(ctx: Context) -> list[Table]:
                 lat.add(result["latencies"])
             lo, hi = tasks.spread
             table.add(f"{backend}: {mix}", tasks.p50, reqs.p50, f"{lo:,.0f}..{hi:,.0f}", lat.p50, lat.p99,
-                      f">= {TARGET:,.0f} tasks/s", verdict(tasks.p50, TARGET, True))
+                      f">= {target:,.0f} tasks/s", verdict(tasks.p50, target, True))
             cost = {role: median(v) for role, v in per_task.items()}
             total = sum(cost.values())
             costs.add(f"{backend}: {mix}", *(cost[r] for r in ROLES), total, 2000.0 / total if total else None)
