@@ -59,6 +59,10 @@ async def run(ctx: Context) -> list[Table]:
                  max(res["loop_stall_max_ms"] for res in results), max(res["gc_max_ms"] for res in results),
                  f"{RATE:,}/s, key <= {KEY_TARGET_MS:g} ms",
                  verdict(p99, KEY_TARGET_MS, False) if median(ingested) >= 0.97 * RATE else "MISSED (fell behind)")
+        long_gcs = [f"run {r + 1}: gen {g['generation']} {g['ms']:g} ms on {g['thread']} ({g['collected']} collected)"
+                    for r, res in enumerate(results) for g in res.get("gc_long", [])]
+        fulls = [res.get("gc_full", 0) for res in results]
+        keys.note(f"{label}: full collections per run {fulls}; over 100 ms: {'; '.join(long_gcs) or 'none'}")
     keys.note("a key = a Key event handed to the app's driver as a terminal key arrives; answered = its tab is active")
     keys.note("key latencies of all runs together (p99 over about 40 presses per case in full runs)")
     keys.note("longest loop stall: the most a 5 ms sleep overslept (nothing else ran on the app's event loop "

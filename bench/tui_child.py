@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -84,6 +85,9 @@ async def key_latency(app, key: str, tab: str) -> float:
     return time.perf_counter() - started
 
 
+LONG_GC_S = 0.1  # a collection this long is listed with its generation and thread
+
+
 class Stalls:
     """The longest garbage-collection pause and event-loop stall while it is on (the causes of a slow key)."""
 
@@ -91,6 +95,7 @@ class Stalls:
         self.gc_max = 0.0
         self.gc_total = 0.0
         self.gc_full = 0
+        self.gc_long: list[dict] = []  # collections over LONG_GC_S: which generation, on which thread
         self.loop_max = 0.0
         self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -103,6 +108,9 @@ class Stalls:
             self.gc_max = max(self.gc_max, took)
             self.gc_total += took
             self.gc_full += info.get("generation") == 2
+            if took > LONG_GC_S:
+                self.gc_long.append({"ms": round(1000 * took, 1), "generation": info.get("generation"),
+                                     "collected": info.get("collected"), "thread": threading.current_thread().name})
 
     async def _watch_loop(self) -> None:
         while True:
@@ -118,7 +126,7 @@ class Stalls:
         gc.callbacks.remove(self._on_gc)
         if self._task is not None:
             self._task.cancel()
-        return {"gc_max_ms": 1000 * self.gc_max, "gc_total_ms": 1000 * self.gc_total, "gc_full": self.gc_full,
+        return {"gc_max_ms": 1000 * self.gc_max, "gc_total_ms": 1000 * self.gc_total, "gc_full": self.gc_full, "gc_long": self.gc_long,
                 "loop_stall_max_ms": 1000 * self.loop_max}
 
 
