@@ -126,8 +126,8 @@ class Stalls:
         gc.callbacks.remove(self._on_gc)
         if self._task is not None:
             self._task.cancel()
-        return {"gc_max_ms": 1000 * self.gc_max, "gc_total_ms": 1000 * self.gc_total, "gc_full": self.gc_full, "gc_long": self.gc_long,
-                "loop_stall_max_ms": 1000 * self.loop_max}
+        return {"gc_max_ms": 1000 * self.gc_max, "gc_total_ms": 1000 * self.gc_total, "gc_full": self.gc_full,
+                "gc_long": self.gc_long, "loop_stall_max_ms": 1000 * self.loop_max}
 
 
 def paced(make: Callable[[int, int], list], rate: int, fed: list[int]) -> AsyncIterator:

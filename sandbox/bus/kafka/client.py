@@ -135,14 +135,13 @@ class KafkaClient:
     # -- lifecycle ---------------------------------------------------------
     @property
     def producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise BusNotConnected("the Kafka bus is not connected (call connect() first)")
-        return self._producer
+        self.check_connected()
+        return self._producer  # type: ignore[return-value]  # checked just above
 
     def check_connected(self) -> None:
-        """Raise BusNotConnected once the bus is closed: readers with consumers of their own stop then."""
+        """BusNotConnected before connect() and after close(): readers with consumers of their own stop then."""
         if self._producer is None:
-            raise BusNotConnected("the Kafka bus is closed")
+            raise BusNotConnected("the Kafka bus is not connected (call connect() first; a closed bus stays closed)")
 
     async def connect(self) -> None:
         if self._producer is not None:
