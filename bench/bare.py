@@ -1,7 +1,7 @@
 """The ceiling: a bare request/answer loop on the same client libraries, no sandbox code.
 
-    python -m bench.bare setup --backend kafka --address HOST:PORT --queues 4
-    python -m bench.bare serve --backend redis --address redis://... --queue bench-bare-0
+    python -m bench.bare setup --backend kafka --address HOST:PORT --queues 4 --partitions 6
+    python -m bench.bare serve --backend redis --address redis://... --queue bench-bare-0 --batch 16
     python -m bench.bare load  --backend redis --address ... --agents bench-bare-0,... \
         --inflight 128 --start-at EPOCH --seconds 8
 
@@ -12,6 +12,12 @@ answer seen by a pattern subscription; on Kafka produce (client), fetch
 server), the answer seen by a client-side consumer. Tasks and answers are
 small JSON documents (orjson, as the sandbox uses). `load` prints one JSON
 line shaped like `bench.load`'s, so the benchmark reads both the same way.
+
+The layout is an argument, because it moves the ceiling a lot: how many
+partitions the Kafka topics have (`--partitions`, the sandbox's
+KAFKA_PARTITIONS) and how many tasks an echo server takes per read
+(`--batch`, the sandbox's WORKER_CONCURRENCY). `--answers` names the answers
+topic, so that each layout has topics of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 import orjson
 
 GROUP = "bench-bare"
-ANSWERS = "bench-bare-answers"  # Kafka topic / Redis key prefix of the answers
+ANSWERS = "bench-bare-answers"  # the default answers topic (Kafka)
 PREFIX = b"bench-bare:answer:"
 
 
@@ -41,7 +47,7 @@ def answer_of(raw: bytes) -> tuple[bytes, bytes]:
 
 
 # -- echo servers ------------------------------------------------------------------
-async def serve_redis(address: str, queue: str, stop: asyncio.Event) -> None:
+async def serve_redis(address: str, queue: str, _answers: str, batch: int, stop: asyncio.Event) -> None:
     import redis.asyncio as aioredis
     from redis.exceptions import ResponseError
 
@@ -52,10 +58,10 @@ async def serve_redis(address: str, queue: str, stop: asyncio.Event) -> None:
         pass
     print("ready", flush=True)
     while not stop.is_set():
-        batch = await r.xreadgroup(GROUP, "echo", {queue: ">"}, count=64, block=200)
+        read = await r.xreadgroup(GROUP, "echo", {queue: ">"}, count=batch, block=200)
         pipe = r.pipeline(transaction=False)
         ids = []
-        for _, entries in batch or []:
+        for _, entries in read or []:
             for entry_id, fields in entries:
                 tid, raw = answer_of(fields[b"data"])
                 pipe.set(PREFIX + tid, raw, ex=60)
@@ -67,7 +73,7 @@ async def serve_redis(address: str, queue: str, stop: asyncio.Event) -> None:
     await r.aclose()
 
 
-async def serve_kafka(address: str, queue: str, stop: asyncio.Event) -> None:
+async def serve_kafka(address: str, queue: str, answers: str, batch: int, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=address, acks="all", linger_ms=0)
@@ -77,7 +83,7 @@ async def serve_kafka(address: str, queue: str, stop: asyncio.Event) -> None:
     await consumer.start()
     ready = False
     while not stop.is_set():
-        batches = await consumer.getmany(timeout_ms=200, max_records=64)
+        batches = await consumer.getmany(timeout_ms=200, max_records=batch)
         if not ready and consumer.assignment():
             ready = True
             print("ready", flush=True)  # joined: from now on a task is answered
@@ -85,7 +91,7 @@ async def serve_kafka(address: str, queue: str, stop: asyncio.Event) -> None:
         for records in batches.values():
             for record in records:
                 tid, raw = answer_of(record.value)
-                sends.append(await producer.send(ANSWERS, raw, key=tid))
+                sends.append(await producer.send(answers, raw, key=tid))
         if sends:
             await asyncio.gather(*sends)  # the answers are out: now commit
             await consumer.commit()
@@ -156,11 +162,11 @@ class RedisLoad:
 
 
 class KafkaLoad:
-    def __init__(self, address: str):
+    def __init__(self, address: str, answers: str):
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         self.producer = AIOKafkaProducer(bootstrap_servers=address, acks="all", linger_ms=0)
-        self.consumer = AIOKafkaConsumer(ANSWERS, bootstrap_servers=address, auto_offset_reset="latest",
+        self.consumer = AIOKafkaConsumer(answers, bootstrap_servers=address, auto_offset_reset="latest",
                                          enable_auto_commit=False, fetch_max_wait_ms=100)
         self.waiters = Waiters()
         self.task: asyncio.Task[None] | None = None
@@ -193,9 +199,9 @@ class KafkaLoad:
         await self.producer.stop()
 
 
-async def drive(backend: str, address: str, queues: list[str], inflight: int, start_at: float,
+async def drive(backend: str, address: str, queues: list[str], answers: str, inflight: int, start_at: float,
                 seconds: float) -> dict[str, Any]:
-    client = RedisLoad(address) if backend == "redis" else KafkaLoad(address)
+    client = RedisLoad(address) if backend == "redis" else KafkaLoad(address, answers)
     await client.start()
     ids = itertools.count()
     prefix = f"{os.getpid()}-"
@@ -230,7 +236,7 @@ async def drive(backend: str, address: str, queues: list[str], inflight: int, st
             "latencies": latencies, "cpu_s": usage.ru_utime + usage.ru_stime, "all_tasks": counts["all"]}
 
 
-async def setup_kafka(address: str, queues: list[str]) -> None:
+async def setup_kafka(address: str, queues: list[str], answers: str, partitions: int) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -238,7 +244,7 @@ async def setup_kafka(address: str, queues: list[str]) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(t, 1, 1) for t in [*queues, ANSWERS] if t not in existing]
+        wanted = [NewTopic(t, partitions, 1) for t in [*queues, answers] if t not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)
@@ -248,11 +254,11 @@ async def setup_kafka(address: str, queues: list[str]) -> None:
         await admin.close()
 
 
-async def serve(backend: str, address: str, queue: str) -> None:
+async def serve(backend: str, address: str, queue: str, answers: str, batch: int) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await (serve_redis if backend == "redis" else serve_kafka)(address, queue, stop)
+    await (serve_redis if backend == "redis" else serve_kafka)(address, queue, answers, batch, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", required=True, choices=("redis", "kafka"))
     p.add_argument("--address", required=True)
     p.add_argument("--queue", default="bench-bare-0")
-    p.add_argument("--queues", type=int, default=4)
+    p.add_argument("--queues", default="bench-bare-0,bench-bare-1,bench-bare-2,bench-bare-3",
+                   help="setup: the queues' topics")
+    p.add_argument("--answers", default=ANSWERS, help="the answers' topic (Kafka)")
+    p.add_argument("--partitions", type=int, default=1, help="setup: partitions per topic (Kafka)")
+    p.add_argument("--batch", type=int, default=64, help="serve: the most tasks taken per read")
     p.add_argument("--agents", default="bench-bare-0", help="load: the queues, round-robin")
     p.add_argument("--inflight", type=int, default=100)
     p.add_argument("--start-at", type=float, default=0.0)
@@ -269,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.mode == "setup":
         if a.backend == "kafka":
-            asyncio.run(setup_kafka(a.address, [f"bench-bare-{i}" for i in range(a.queues)]))
+            asyncio.run(setup_kafka(a.address, a.queues.split(","), a.answers, a.partitions))
     elif a.mode == "serve":
-        asyncio.run(serve(a.backend, a.address, a.queue))
+        asyncio.run(serve(a.backend, a.address, a.queue, a.answers, a.batch))
     else:
-        result = asyncio.run(drive(a.backend, a.address, a.agents.split(","), a.inflight, a.start_at, a.seconds))
+        result = asyncio.run(drive(a.backend, a.address, a.agents.split(","), a.answers, a.inflight, a.start_at,
+                                   a.seconds))
         print(json.dumps(result), flush=True)
     return 0
 
