@@ -164,3 +164,22 @@ async def test_the_footer_forgets_the_keys_it_showed_before(offline_app):
         watching = getattr(footer, "__watchers", {}).get("compact", [])
         assert watching and all(node.is_attached for node, _ in watching)
         assert len(watching) <= len(footer.children)  # one per key shown (the palette key is not bound)
+
+
+async def test_the_footer_is_remade_only_when_its_keys_change(offline_app):
+    """Textual asks the footer to recompose whenever bindings may have changed (several times per tab
+    switch); remaking the same keys only made garbage for the next full collection to walk."""
+    from sandbox.tui.footer import Footer
+
+    async with offline_app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        footer = offline_app.main.query_one(Footer)
+        shown = list(footer.children)
+        assert shown, "the footer shows no keys"
+        footer.bindings_changed(footer.screen)  # what Textual calls when bindings may have changed
+        await pilot.pause(0.2)
+        assert list(footer.children) == shown and all(key.is_attached for key in shown)
+        await pilot.press("2")  # Logs: other keys
+        await pilot.pause(0.2)
+        assert list(footer.children) != shown and not any(key.is_attached for key in shown)
