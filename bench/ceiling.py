@@ -13,9 +13,9 @@ getrusage, over the same fixed window.
 The ceiling runs in two layouts in every run. The verdict uses the sandbox's
 own: its topics' partition count (KAFKA_PARTITIONS, 6) and at most its
 WORKER_CONCURRENCY (16) tasks per read. The second, one partition and 64 per
-read, is the fastest a bare loop goes here: on Kafka it is about 1.7x the
-first (every fetch, produce and commit covers one partition, not six, and a
-batch four times the size), which is broker work the sandbox's layout asks
+read, is the fastest a bare loop goes here: on Kafka about 2.5x the first
+(every fetch, produce and commit covers one partition, not six, and a batch
+four times the size; 7 Dec), which is broker work the sandbox's layout asks
 for, not sandbox code. Both are printed.
 """
 
