@@ -103,9 +103,13 @@ class Trace:
 
     @property
     def finished(self) -> bool:
-        """Every task ended and the root's answer (or dead letter) is known: nothing more will come."""
+        """Every task ended and the root's answer (or dead letter) is known: no more tasks or answers will come."""
         ended = all(n.status in ("success", "error", "dead") for n in self.nodes)
         return ended and (self.root.response is not None or self.root.status == "dead")
+
+    def logged(self) -> bool:
+        """Every task has a log line here (workers write theirs in batches: they may trail its answer)."""
+        return all(any(n.task_id in line.text for line in self.logs) for n in self.nodes)
 
     def to_dict(self) -> dict[str, Any]:
         def node_doc(node: TraceNode) -> dict[str, Any]:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from rich.text import Text
@@ -23,6 +24,9 @@ from sandbox.tui.export import export
 from sandbox.tui.stack import stack_of
 
 REFRESH_S = 1.0
+# Once it finished, how long the log lines of tasks that have none yet are still read for: they
+# trail the answers a little, and a runtime without logs must not keep the trace refreshing.
+LOG_GRACE_S = 5.0
 
 
 class TraceScreen(ModalScreen[None]):
@@ -72,6 +76,7 @@ class TraceScreen(ModalScreen[None]):
     async def follow(self) -> None:
         stack = stack_of(self)
         assert stack is not None
+        finished_at: float | None = None
         while True:
             try:
                 trace = await stack.trace(self.task_id)
@@ -83,7 +88,9 @@ class TraceScreen(ModalScreen[None]):
                 self.reads += 1
                 self.show(trace)
                 if trace.finished and trace.found:
-                    return
+                    finished_at = finished_at or time.monotonic()
+                    if trace.logged() or time.monotonic() - finished_at >= LOG_GRACE_S:
+                        return
             await asyncio.sleep(REFRESH_S)
 
     def action_copy(self) -> None:
