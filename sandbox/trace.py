@@ -253,6 +253,20 @@ def runtime_logs(runtime: Runtime, tail: int) -> LogSource:
     return lines
 
 
+STORED_ROUNDS = 3  # history re-reads for answers found only in the response store (sub-tasks of sub-tasks)
+
+
+async def stored_responses(bus: Bus, trace: Trace, known: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The stored answers of the trace's tasks that it has none for yet (not in the history read)."""
+    found: dict[str, dict[str, Any]] = {}
+    for n in trace.nodes:
+        if n.response is None and n.status != "dead" and n.task_id not in known:
+            response = await bus.get_response(n.task_id)
+            if response is not None:
+                found[n.task_id] = response.to_dict()
+    return found
+
+
 async def collect(bus: Bus, task_id: str, services: Iterable[str], logs: LogSource | None,
                   history: int = 20_000) -> Trace:
     """Read every source once and build the trace."""
@@ -269,12 +283,15 @@ async def collect(bus: Bus, task_id: str, services: Iterable[str], logs: LogSour
     letters = await bus.dead_letters(10_000)
     stored: dict[str, dict[str, Any]] = {}
     trace = build(task_id, bus.backend, messages, letters, lines)
-    for n in trace.nodes:
-        if n.response is None and n.status not in ("dead",):
-            response = await bus.get_response(n.task_id)
-            if response is not None:
-                stored[n.task_id] = response.to_dict()
-    if stored:
+    for _ in range(STORED_ROUNDS):
+        found = await stored_responses(bus, trace, stored)
+        if not found:
+            break
+        # An answer looked up now may be newer than the history just read, and the tasks its
+        # worker sent before answering (sub-tasks) not in that history: read it again, so that
+        # a finished trace is never one that misses children.
+        stored.update(found)
+        messages = await bus.history(history)
         trace = build(task_id, bus.backend, messages, letters, lines, stored)
     trace.missing.extend(log_errors)
     if logs is None:
