@@ -38,6 +38,7 @@ BROKER_RUNNING = {"kafka": ["zookeeper", "kafka"], "redis": ["redis"]}
 ONE_SHOT = {"kafka-init"}  # jobs that run to completion; not shown as services
 MAX_REPLICAS = 32
 READY_TIMEOUT_S = float(os.environ.get("LADDR_COMPOSE_READY_TIMEOUT", "180"))
+READY_POLL_S = 0.25  # between looks at the containers: each wait ends this long at most after the last is ready
 CRASH_LOOP_RESTARTS = 3
 
 
@@ -161,10 +162,12 @@ class ComposeRuntime(Runtime):
         progress(f"starting the {backend} stack ({' + '.join(Path(f).name for f in files)})")
         # A project's file has more than the stack (its redis on Kafka, minio…): name what runs.
         targets = ([s for s in services if (s != "kafka-ui" or "ui" in profiles) and s not in CLUSTER_NODES]
-                   if self.for_project else [])  # a project's file has one Kafka node
+                   if self.for_project else  # a project's file has one Kafka node
+                   [*self._broker_services(backend, profiles), *self.app_services])
         await self._compose(backend, "up", "-d", "--remove-orphans", *fresh, *_scale_args(scale), *targets,
                             progress=progress, profiles=profiles)
         await self._wait_ready([*self._broker_running(backend), *self.app_services], progress)
+        await self._topics_job(backend, progress)
 
     async def _node_count_change(self, backend: str, files: list[str], progress: Progress) -> list[str]:
         """Another number of Kafka nodes than the existing containers were made for: fresh storage
@@ -305,8 +308,10 @@ class ComposeRuntime(Runtime):
         profiles = await self._check_images(backend, services, progress)
         await self._check_ports(backend, services, profiles)
         progress(f"starting the {backend} broker")
-        # The last service pulls in the rest through depends_on (kafka-init -> kafka -> zookeeper).
-        target = ["kafka-init", *(["kafka-ui"] if "ui" in profiles else [])] if backend == "kafka" else ["redis"]
+        if self.for_project:  # the project's apps wait for its kafka-init: it pulls in kafka and zookeeper
+            target = ["kafka-init", *(["kafka-ui"] if "ui" in profiles else [])] if backend == "kafka" else ["redis"]
+        else:  # kafka-init waits until the apps are up (_topics_job)
+            target = self._broker_services(backend, profiles)
         await self._compose(backend, "up", "-d", *target, progress=progress, profiles=profiles)
         await self._wait_ready(self._broker_running(backend), progress)
 
@@ -338,6 +343,18 @@ class ComposeRuntime(Runtime):
         await self._compose(backend, "up", "-d", *_scale_args(scale), *self.app_services, progress=progress,
                             profiles=self.config.profiles())
         await self._wait_ready(list(self.app_services), progress)
+        await self._topics_job(backend, progress)
+
+    def _broker_services(self, backend: str, profiles: list[str]) -> list[str]:
+        """The broker's long-running services, Kafka UI with its profile; not the one-shot kafka-init."""
+        return [*self._broker_running(backend), *(["kafka-ui"] if backend == "kafka" and "ui" in profiles else [])]
+
+    async def _topics_job(self, backend: str, progress: Progress) -> None:
+        """The guide's kafka-init, once the apps are ready: they lay out the same topics themselves
+        (idempotently), so nothing waits for it, and its six `kafka-topics` JVMs no longer compete
+        for the CPU with the apps starting (a project's own apps do wait for it: Compose runs it)."""
+        if backend == "kafka" and not self.for_project:
+            await self._compose(backend, "up", "-d", "--no-deps", "kafka-init", progress=progress, profiles=self.config.profiles())
 
     # -- waiting -----------------------------------------------------------------------
     def _broker_running(self, backend: str) -> list[str]:
@@ -385,7 +402,7 @@ class ComposeRuntime(Runtime):
             if line != said:
                 progress(line)
                 said = line
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(READY_POLL_S)
 
 
 def _scale_args(scale: dict[str, int]) -> list[str]:

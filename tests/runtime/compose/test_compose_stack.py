@@ -173,6 +173,20 @@ async def test_the_six_topics_are_listed_from_inside_the_kafka_container(stack) 
     await stack._compose("kafka", "exec", "-T", "kafka", "bash", "-c", "exec 3<>/dev/tcp/kafka/9101")
 
 
+async def test_the_guides_kafka_init_job_ran_after_the_apps_and_exited_0(stack) -> None:
+    # Started once the apps are ready (nothing waits for it): it may still be running now.
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        [init] = await stack._containers("kafka-init")
+        state = init.attrs["State"]
+        if state["Status"] == "exited":
+            break
+        assert asyncio.get_running_loop().time() < deadline, f"kafka-init still {state['Status']} after 120 s"
+        await asyncio.sleep(1)
+    assert state["ExitCode"] == 0, init.logs(tail=20).decode(errors="replace")
+    assert "laddr.responses" in init.logs().decode(errors="replace")  # its closing `kafka-topics --list`
+
+
 async def test_one_round_trip_per_agent_through_the_api(stack) -> None:
     for agent in AGENTS:
         body = await run(stack, agent)
