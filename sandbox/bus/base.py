@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from sandbox.bus.waiters import ResponseWaiters, with_job_id
+from sandbox.bus.waiters import ResponseWaiters, wait_done, with_job_id
 from sandbox.config import Settings
 from sandbox.protocol import AgentInfo, DecodeError, Response, Task, decode_task, job_id_of, with_earlier_deliveries
 
@@ -269,11 +269,10 @@ class Bus(abc.ABC):
     async def _await_response(
         self, waiter: asyncio.Future[Response], task_id: str, agent: str, timeout: float
     ) -> Response:
-        try:  # asyncio.timeout: one timer, no wrapping future per request (as wait_for makes)
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(waiter)
-        except TimeoutError:
-            raise RequestTimeout(task_id, agent, timeout) from None
+        await wait_done(waiter, timeout)
+        if not waiter.done():
+            raise RequestTimeout(task_id, agent, timeout)
+        return waiter.result()  # or the error the listener failed it with (the bus closed)
 
     def _start_listener(self) -> None:
         """Start the backend's response listener (_listen) unless it runs: one per client, not per request."""
