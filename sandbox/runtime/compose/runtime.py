@@ -353,8 +353,13 @@ class ComposeRuntime(Runtime):
         """The guide's kafka-init, once the apps are ready: they lay out the same topics themselves
         (idempotently), so nothing waits for it, and its six `kafka-topics` JVMs no longer compete
         for the CPU with the apps starting (a project's own apps do wait for it: Compose runs it)."""
-        if backend == "kafka" and not self.for_project:
-            await self._compose(backend, "up", "-d", "--no-deps", "kafka-init", progress=progress, profiles=self.config.profiles())
+        if backend != "kafka" or self.for_project:
+            return
+        try:
+            await self._compose(backend, "up", "-d", "--no-deps", "kafka-init", progress=progress,
+                                profiles=self.config.profiles())
+        except RuntimeFailure as exc:  # the stack runs: the api, ready, has laid out the same topics
+            progress(f"kafka-init did not start ({exc}); the api has made the topics")
 
     # -- waiting -----------------------------------------------------------------------
     def _broker_running(self, backend: str) -> list[str]:
