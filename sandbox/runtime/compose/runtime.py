@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,17 @@ from sandbox.runtime.compose.cli import ComposeCli
 from sandbox.runtime.compose.config import BACKEND_FILES, BROKER_SERVICES, CLUSTER_FILE, CLUSTER_NODES, HOST_PORTS, UI_PORT
 from sandbox.runtime.compose.config import ComposeConfig
 from sandbox.runtime.compose.config import is_packaged
-from sandbox.runtime.compose.engine import Engine, env_of, health_of, last_line, number, published, replica
+from sandbox.runtime.compose.engine import Engine, env_of, health_of, published, replica
 from sandbox.runtime.compose.engine import service_health, service_of
 from sandbox.runtime.compose.logs import service_logs
 from sandbox.runtime.compose.nodes import members, nodes_of_container, nodes_of_file, replica_index, shown_service
-from sandbox.runtime.compose.readiness import api_answers, worker_said_ready
+from sandbox.runtime.compose.readiness import api_answers, wait_ready, worker_said_ready
 
 # The broker services that stay up (not the one-shot init job, not the optional UI).
 BROKER_RUNNING = {"kafka": ["zookeeper", "kafka"], "redis": ["redis"]}
 ONE_SHOT = {"kafka-init"}  # jobs that run to completion; not shown as services
 MAX_REPLICAS = 32
 READY_TIMEOUT_S = float(os.environ.get("LADDR_COMPOSE_READY_TIMEOUT", "180"))
-READY_POLL_S = 0.25  # between looks at the containers: each wait ends this long at most after the last is ready
-CRASH_LOOP_RESTARTS = 3
 
 
 class ComposeRuntime(Runtime):
@@ -380,34 +377,8 @@ class ComposeRuntime(Runtime):
         return service in self.worker_services and await asyncio.to_thread(worker_said_ready, container)
 
     async def _wait_ready(self, services: list[str], progress: Progress, timeout: float = READY_TIMEOUT_S) -> None:
-        """Every replica of `services` running and healthy; fails fast on a crash loop."""
-        deadline = time.monotonic() + timeout
-        said = ""
-        while True:
-            waiting = []
-            for service in services:
-                cs = await self._containers(service)
-                if not cs:
-                    waiting.append(f"{service} (no container)")
-                for c in cs:
-                    state, health, restarts = c.attrs["State"], health_of(c), c.attrs.get("RestartCount", 0)
-                    if state["Status"] == "running" and (health in (None, "healthy") or
-                                                         (health == "starting" and await self._says_ready(service, c))):
-                        continue
-                    name = f"{service}-{number(c)}"
-                    if restarts >= CRASH_LOOP_RESTARTS or state["Status"] == "exited":
-                        raise RuntimeFailure(f"{name} keeps failing ({state['Status']}, {restarts} restarts): "
-                                             f"{last_line(c)}")
-                    waiting.append(f"{name} ({health or state['Status']})")
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeFailure(f"not ready after {timeout:.0f}s: {', '.join(waiting)}")
-            line = "waiting for " + ", ".join(waiting[:4]) + (" …" if len(waiting) > 4 else "")
-            if line != said:
-                progress(line)
-                said = line
-            await asyncio.sleep(READY_POLL_S)
+        """Every replica of `services` running and healthy (or said so); fails fast on a crash loop."""
+        await wait_ready(self._containers, self._says_ready, services, progress, timeout)
 
 
 def _scale_args(scale: dict[str, int]) -> list[str]:
