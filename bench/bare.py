@@ -4,6 +4,8 @@
     python -m bench.bare serve --backend redis --address redis://... --queue bench-bare-0 --batch 16
     python -m bench.bare load  --backend redis --address ... --agents bench-bare-0,... \
         --inflight 128 --start-at EPOCH --seconds 8
+    python -m bench.bare serve --backend redis --address ... --queue laddr:tasks:researcher \
+        --group laddr:group:researcher --answer-prefix laddr:response:    # in the sandbox's own wire
 
 The broker operations per task are the sandbox's: on Redis XADD (client),
 XREADGROUP, SET+PUBLISH, XACK (echo server; one pipeline per batch read), the
@@ -12,6 +14,9 @@ answer seen by a pattern subscription; on Kafka produce (client), fetch
 server), the answer seen by a client-side consumer. Tasks and answers are
 small JSON documents (orjson, as the sandbox uses). `load` prints one JSON
 line shaped like `bench.load`'s, so the benchmark reads both the same way.
+With `--group` (the agent's own consumer group), `--answer-prefix` (Redis) and
+`--answers` (Kafka) naming the sandbox's, either side talks to the sandbox's
+other side: bench/rt_split.py crosses them.
 
 The layout is an argument, because it moves the ceiling a lot: how many
 partitions the Kafka topics have (`--partitions`, the sandbox's
@@ -31,6 +36,7 @@ import resource
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -47,37 +53,40 @@ def answer_of(raw: bytes) -> tuple[bytes, bytes]:
 
 
 # -- echo servers ------------------------------------------------------------------
-async def serve_redis(address: str, queue: str, _answers: str, batch: int, stop: asyncio.Event) -> None:
+async def serve_redis(address: str, queue: str, wire: Wire, batch: int, stop: asyncio.Event) -> None:
     import redis.asyncio as aioredis
     from redis.exceptions import ResponseError
 
     r = aioredis.Redis.from_url(address)
+    group = wire.group or GROUP
     try:
-        await r.xgroup_create(queue, GROUP, id="0", mkstream=True)
+        await r.xgroup_create(queue, group, id="0", mkstream=True)
     except ResponseError:
-        pass
+        pass  # there already: the bench's own from an earlier run, or the agent's
     print("ready", flush=True)
     while not stop.is_set():
-        read = await r.xreadgroup(GROUP, "echo", {queue: ">"}, count=batch, block=200)
+        read = await r.xreadgroup(group, "echo", {queue: ">"}, count=batch, block=200)
         pipe = r.pipeline(transaction=False)
         ids = []
         for _, entries in read or []:
             for entry_id, fields in entries:
                 tid, raw = answer_of(fields[b"data"])
-                pipe.set(PREFIX + tid, raw, ex=60)
-                pipe.publish(PREFIX + tid, raw)
+                pipe.set(wire.prefix + tid, raw, ex=60)
+                pipe.publish(wire.prefix + tid, raw)
                 ids.append(entry_id)
         if ids:
-            pipe.xack(queue, GROUP, *ids)  # after the answers, in the same round trip
+            pipe.xack(queue, group, *ids)  # after the answers, in the same round trip
             await pipe.execute()
+    await r.xgroup_delconsumer(queue, group, "echo")  # everything it read is acknowledged
     await r.aclose()
 
 
-async def serve_kafka(address: str, queue: str, answers: str, batch: int, stop: asyncio.Event) -> None:
+async def serve_kafka(address: str, queue: str, wire: Wire, batch: int, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    answers = wire.answers
     producer = AIOKafkaProducer(bootstrap_servers=address, acks="all", linger_ms=0)
-    consumer = AIOKafkaConsumer(queue, bootstrap_servers=address, group_id=f"{GROUP}-{queue}",
+    consumer = AIOKafkaConsumer(queue, bootstrap_servers=address, group_id=wire.group or f"{GROUP}-{queue}",
                                 enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100)
     await producer.start()
     await consumer.start()
@@ -100,6 +109,15 @@ async def serve_kafka(address: str, queue: str, answers: str, batch: int, stop: 
 
 
 # -- load clients ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Wire:
+    """Names on the broker: the bench's own by default, or the sandbox's (bench/rt_split.py)."""
+
+    answers: str = ANSWERS  # Kafka: the answers' topic
+    prefix: bytes = PREFIX  # Redis: the answer key and channel, before the task id
+    group: str | None = None  # the echo server's consumer group (default: the bench's own)
+
+
 class Waiters:
     def __init__(self) -> None:
         self.futures: dict[bytes, asyncio.Future[bytes]] = {}
@@ -115,10 +133,11 @@ class Waiters:
 
 
 class RedisLoad:
-    def __init__(self, address: str):
+    def __init__(self, address: str, prefix: bytes = PREFIX):
         import redis.asyncio as aioredis
 
         self.r = aioredis.Redis.from_url(address)
+        self.prefix = prefix
         self.waiters = Waiters()
         self.outbox: list[tuple[str, bytes]] = []
         self.wake = asyncio.Event()
@@ -131,12 +150,12 @@ class RedisLoad:
 
     async def _listen(self, ready: asyncio.Event) -> None:
         pubsub = self.r.pubsub()
-        await pubsub.psubscribe(PREFIX + b"*")
+        await pubsub.psubscribe(self.prefix + b"*")
         async for message in pubsub.listen():
             if message["type"] in (b"psubscribe", "psubscribe"):
                 ready.set()
             elif message["type"] in (b"pmessage", "pmessage"):
-                self.waiters.resolve(message["channel"][len(PREFIX):], message["data"])
+                self.waiters.resolve(message["channel"][len(self.prefix):], message["data"])
 
     async def _send(self) -> None:  # the XADDs of one loop turn in one pipeline
         while True:
@@ -199,9 +218,9 @@ class KafkaLoad:
         await self.producer.stop()
 
 
-async def drive(backend: str, address: str, queues: list[str], answers: str, inflight: int, start_at: float,
+async def drive(backend: str, address: str, queues: list[str], wire: Wire, inflight: int, start_at: float,
                 seconds: float) -> dict[str, Any]:
-    client = RedisLoad(address) if backend == "redis" else KafkaLoad(address, answers)
+    client = RedisLoad(address, wire.prefix) if backend == "redis" else KafkaLoad(address, wire.answers)
     await client.start()
     ids = itertools.count()
     prefix = f"{os.getpid()}-"
@@ -254,11 +273,11 @@ async def setup_kafka(address: str, queues: list[str], answers: str, partitions:
         await admin.close()
 
 
-async def serve(backend: str, address: str, queue: str, answers: str, batch: int) -> None:
+async def serve(backend: str, address: str, queue: str, wire: Wire, batch: int) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await (serve_redis if backend == "redis" else serve_kafka)(address, queue, answers, batch, stop)
+    await (serve_redis if backend == "redis" else serve_kafka)(address, queue, wire, batch, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queues", default="bench-bare-0,bench-bare-1,bench-bare-2,bench-bare-3",
                    help="setup: the queues' topics")
     p.add_argument("--answers", default=ANSWERS, help="the answers' topic (Kafka)")
+    p.add_argument("--answer-prefix", default=PREFIX.decode(), help="the answers' key and channel prefix (Redis)")
+    p.add_argument("--group", default=None, help="serve: the consumer group (default: the bench's own)")
     p.add_argument("--partitions", type=int, default=1, help="setup: partitions per topic (Kafka)")
     p.add_argument("--batch", type=int, default=64, help="serve: the most tasks taken per read")
     p.add_argument("--agents", default="bench-bare-0", help="load: the queues, round-robin")
@@ -277,13 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-at", type=float, default=0.0)
     p.add_argument("--seconds", type=float, default=5.0)
     a = p.parse_args(argv)
+    wire = Wire(a.answers, a.answer_prefix.encode(), a.group)
     if a.mode == "setup":
         if a.backend == "kafka":
             asyncio.run(setup_kafka(a.address, a.queues.split(","), a.answers, a.partitions))
     elif a.mode == "serve":
-        asyncio.run(serve(a.backend, a.address, a.queue, a.answers, a.batch))
+        asyncio.run(serve(a.backend, a.address, a.queue, wire, a.batch))
     else:
-        result = asyncio.run(drive(a.backend, a.address, a.agents.split(","), a.answers, a.inflight, a.start_at,
+        result = asyncio.run(drive(a.backend, a.address, a.agents.split(","), wire, a.inflight, a.start_at,
                                    a.seconds))
         print(json.dumps(result), flush=True)
     return 0

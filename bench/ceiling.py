@@ -22,23 +22,18 @@ for, not sandbox code. Both are printed.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 
 from .context import Context, say
 from .report import Runs, Table, median, verdict
-from .stack import ROOT, cpu_seconds, pids_of
+from .stack import ROOT, child_env, cpu_seconds, pids_of
 from .throughput import LEAVES, run_clients
 
 BARE = ("bench.bare", "load")
 RT_TARGET = 1.2  # sandbox round trip p50 <= 1.2x the ceiling's
 TP_TARGET = 0.7  # sandbox throughput >= 0.7 of the ceiling's
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
 
 
 @dataclass(frozen=True)
@@ -80,10 +75,10 @@ class EchoServers:
         args = ["--backend", self.backend, "--address", self.address, "--answers", self.layout.answers]
         subprocess.run([*base, "setup", *args, "--queues", ",".join(self.layout.queues),
                         "--partitions", str(self.layout.partitions)],
-                       cwd=ROOT, env=_env(), check=True, timeout=60, stdin=subprocess.DEVNULL)
+                       cwd=ROOT, env=child_env(), check=True, timeout=60, stdin=subprocess.DEVNULL)
         for q in self.layout.queues:
             self.procs.append(subprocess.Popen([*base, "serve", *args, "--queue", q, "--batch", str(self.layout.batch)],
-                                               cwd=ROOT, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
+                                               cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
         return self
 
     def wait_ready(self) -> None:

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "roundtrip": ("bench.roundtrip", "request round trip p50/p99, sandbox vs Laddr 0.9.6's client"),
     "throughput": ("bench.throughput", "tasks/s through the five workers, many requests in flight"),
     "ceiling": ("bench.ceiling", "sandbox vs a bare-client request/answer loop: round trip, tasks/s, CPU per task"),
+    "split": ("bench.rt_split", "the round trip split by side: sandbox and bare clients crossed with workers"),
     "tap": ("bench.tap", "live tap (watch) messages/s following the broker"),
     "stack": ("bench.stack_times", "cold `up` until every worker registered; backend switch"),
     "tui": ("bench.tui", "TUI Messages/Logs ingest at 20,000/s: key latency, memory after 1,000,000"),

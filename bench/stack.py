@@ -38,6 +38,11 @@ LEAKY_ENV = ("REDIS_URL", "KAFKA_BOOTSTRAP", "API_PORT", "API_HOST", "QUEUE_BACK
              *(f"SCALE_{s.upper()}" for s in WORKER_SERVICES))
 
 
+def child_env() -> dict[str, str]:
+    """The environment for a bench process started with `python -m bench.<module>`: this checkout first."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def scrub_env() -> None:
     for key in LEAKY_ENV:
         os.environ.pop(key, None)

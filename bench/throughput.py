@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 
@@ -24,7 +23,7 @@ from sandbox.protocol import AGENTS
 
 from .context import Context, say
 from .report import Runs, Table, median, verdict
-from .stack import ROOT, cpu_seconds, pids_of
+from .stack import ROOT, child_env, cpu_seconds, pids_of
 
 LEAVES = [a for a in AGENTS if a != "coordinator"]
 # mix -> (agents, target tasks/s): issue 15's goals; the coordinator's mix waits on four hops per request
@@ -40,7 +39,7 @@ async def run_clients(backend: str, address: str, agents: list[str], clients: in
     """Run `clients` load processes (`python -m <module>`) at once; their figures added up."""
     start_at = time.time() + warmup + 1.5  # the clients start (import, connect) within 1.5 s
     procs = []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = child_env()
     for _ in range(clients):
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, "-m", *module, "--backend", backend, "--address", address,

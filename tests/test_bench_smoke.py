@@ -24,6 +24,7 @@ EXPECTED_TABLES = [
     "CPU per task while under that load",
     "Sandbox vs a bare-client ceiling",
     "CPU per task, sandbox vs ceiling",
+    "Round trip split by side",
     "Live tap (watch) following the broker",
     "Cold `up` of the local stack",
     "Backend switch",
