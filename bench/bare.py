@@ -5,7 +5,7 @@
     python -m bench.bare load  --backend redis --address ... --agents bench-bare-0,... \
         --inflight 128 --start-at EPOCH --seconds 8
     python -m bench.bare serve --backend redis --address ... --queue laddr:tasks:researcher \
-        --group laddr:group:researcher --answer-prefix laddr:response:    # in the sandbox's own wire
+        --group researcher_workers --answer-prefix laddr:response:    # in the sandbox's own wire
 
 The broker operations per task are the sandbox's: on Redis XADD (client),
 XREADGROUP, SET+PUBLISH, XACK (echo server; one pipeline per batch read), the
@@ -53,6 +53,15 @@ def answer_of(raw: bytes) -> tuple[bytes, bytes]:
 
 
 # -- echo servers ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Wire:
+    """Names on the broker: the bench's own by default, or the sandbox's (bench/rt_split.py)."""
+
+    answers: str = ANSWERS  # Kafka: the answers' topic
+    prefix: bytes = PREFIX  # Redis: the answer key and channel, before the task id
+    group: str | None = None  # the echo server's consumer group (default: the bench's own)
+
+
 async def serve_redis(address: str, queue: str, wire: Wire, batch: int, stop: asyncio.Event) -> None:
     import redis.asyncio as aioredis
     from redis.exceptions import ResponseError
@@ -109,15 +118,6 @@ async def serve_kafka(address: str, queue: str, wire: Wire, batch: int, stop: as
 
 
 # -- load clients ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Wire:
-    """Names on the broker: the bench's own by default, or the sandbox's (bench/rt_split.py)."""
-
-    answers: str = ANSWERS  # Kafka: the answers' topic
-    prefix: bytes = PREFIX  # Redis: the answer key and channel, before the task id
-    group: str | None = None  # the echo server's consumer group (default: the bench's own)
-
-
 class Waiters:
     def __init__(self) -> None:
         self.futures: dict[bytes, asyncio.Future[bytes]] = {}
