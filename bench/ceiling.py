@@ -64,20 +64,29 @@ FASTEST = Layout(1, 64)  # the fastest a bare loop goes here, printed beside the
 
 
 class EchoServers:
-    """The bare echo processes, one per queue."""
+    """Bare echo processes (`bench.bare serve`), one per queue; `setup` lays out their topics first."""
 
-    def __init__(self, backend: str, address: str, layout: Layout):
-        self.backend, self.address, self.layout = backend, address, layout
+    def __init__(self, backend: str, address: str, queues: list[str], serve_args: list[str],
+                 setup_args: list[str] | None = None):
+        self.backend, self.address, self.queues = backend, address, queues
+        self.serve_args, self.setup_args = serve_args, setup_args
         self.procs: list[subprocess.Popen[bytes]] = []
+
+    @classmethod
+    def in_layout(cls, backend: str, address: str, layout: Layout) -> EchoServers:
+        """The ceiling's: on the layout's own queues, topics and answers' topic."""
+        return cls(backend, address, layout.queues, ["--answers", layout.answers, "--batch", str(layout.batch)],
+                   ["--answers", layout.answers, "--queues", ",".join(layout.queues),
+                    "--partitions", str(layout.partitions)])
 
     def __enter__(self) -> EchoServers:
         base = [sys.executable, "-m", "bench.bare"]
-        args = ["--backend", self.backend, "--address", self.address, "--answers", self.layout.answers]
-        subprocess.run([*base, "setup", *args, "--queues", ",".join(self.layout.queues),
-                        "--partitions", str(self.layout.partitions)],
-                       cwd=ROOT, env=child_env(), check=True, timeout=60, stdin=subprocess.DEVNULL)
-        for q in self.layout.queues:
-            self.procs.append(subprocess.Popen([*base, "serve", *args, "--queue", q, "--batch", str(self.layout.batch)],
+        where = ["--backend", self.backend, "--address", self.address]
+        if self.setup_args is not None:
+            subprocess.run([*base, "setup", *where, *self.setup_args],
+                           cwd=ROOT, env=child_env(), check=True, timeout=60, stdin=subprocess.DEVNULL)
+        for q in self.queues:
+            self.procs.append(subprocess.Popen([*base, "serve", *where, "--queue", q, *self.serve_args],
                                                cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
         return self
 
@@ -148,7 +157,7 @@ async def run(ctx: Context) -> list[Table]:
                     got = await measure(backend, address, LEAVES, ("bench.load",), roles, warmup, seconds)
                 else:
                     layout = layouts[loop]
-                    with EchoServers(backend, address, layout) as echo:
+                    with EchoServers.in_layout(backend, address, layout) as echo:
                         await asyncio.wait_for(asyncio.to_thread(echo.wait_ready), 120)
                         bare_roles = {"workers": echo.pids(), "broker": stack["broker"]}
                         got = await measure(backend, address, layout.queues, (*BARE, "--answers", layout.answers),

@@ -16,14 +16,12 @@ topic), so every pair talks. Each run measures the four pairs back to back.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 from sandbox.protocol import KAFKA_RESPONSES, REDIS_RESPONSE_PREFIX, kafka_group, kafka_topic, redis_group, redis_stream
 
+from .ceiling import EchoServers
 from .context import Context, say
 from .report import Runs, Table
-from .stack import ROOT, child_env
 from .throughput import run_clients
 
 AGENT = "researcher"
@@ -38,32 +36,6 @@ def wire_args(backend: str) -> list[str]:
 
 def queue_of(backend: str) -> str:
     return redis_stream(AGENT) if backend == "redis" else kafka_topic(AGENT)
-
-
-class BareWorker:
-    """`bench.bare serve` on the researcher's queue, as a member of its group."""
-
-    def __init__(self, backend: str, address: str):
-        self.args = [sys.executable, "-m", "bench.bare", "serve", "--backend", backend, "--address", address,
-                     "--queue", queue_of(backend), "--batch", "16", *wire_args(backend)]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def __aenter__(self) -> BareWorker:
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 120)
-        if line.strip() != b"ready":
-            raise RuntimeError(f"bench.bare serve exited ({self.proc.poll()}) before it was ready")
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            await asyncio.to_thread(self.proc.wait, 20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            await asyncio.to_thread(self.proc.wait, 10)
 
 
 async def one_at_a_time(backend: str, address: str, client: str, warmup: float, seconds: float) -> list[float]:
@@ -87,18 +59,19 @@ async def run(ctx: Context) -> list[Table]:
         found: dict[tuple[str, str], Runs] = {(c, w): Runs() for w in ("sandbox", "bare") for c in ("sandbox", "bare")}
         say(f"round trip split on {backend}: warming the broker up (unmeasured)")  # a fresh JVM's JIT
         await one_at_a_time(backend, address, "sandbox", warmup, 1.0 if o.smoke else 3.0)
-        try:
-            for r in range(runs):
-                say(f"round trip split on {backend}: run {r + 1}/{runs}")
-                for client in ("sandbox", "bare"):
-                    found[client, "sandbox"].add(await one_at_a_time(backend, address, client, warmup, seconds))
-                await ctx.local.scale(SERVICE, 0)  # the bare echo alone in the group: one answer per task
-                async with BareWorker(backend, address):
+        bare_worker = ["--batch", "16", *wire_args(backend)]  # the researcher's queue, in its own group
+        for r in range(runs):
+            say(f"round trip split on {backend}: run {r + 1}/{runs}")
+            for client in ("sandbox", "bare"):
+                found[client, "sandbox"].add(await one_at_a_time(backend, address, client, warmup, seconds))
+            await ctx.local.scale(SERVICE, 0)  # the bare echo alone in the group: one answer per task
+            try:
+                with EchoServers(backend, address, [queue_of(backend)], bare_worker) as echo:
+                    await asyncio.wait_for(asyncio.to_thread(echo.wait_ready), 120)
                     for client in ("sandbox", "bare"):
                         found[client, "bare"].add(await one_at_a_time(backend, address, client, warmup, seconds))
-                await ctx.local.scale(SERVICE, 1)
-        finally:
-            await ctx.local.scale(SERVICE, 1)  # as the later benchmarks expect it (a no-op when it runs)
+            finally:
+                await ctx.local.scale(SERVICE, 1)  # back, as the next run and later benchmarks expect it
         base = found["bare", "bare"].p50
         for (client, worker), runs_ in found.items():
             low, high = runs_.spread
